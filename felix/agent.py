@@ -1,0 +1,132 @@
+"""The agent's one-way pipeline: etcd watch and link events -> route index -> route driver.
+
+One thread (run) owns all state; the watch and link threads only enqueue.  Nothing is written
+to the kernel before the first complete list; after it, strays of ours are swept."""
+
+import logging
+import queue
+import threading
+import time
+
+from felix.calc import RouteIndex, endpoint_routes
+from felix.config import AgentConfig
+from felix.health import Status
+from felix.kernel import Kernel
+from felix.metrics import AgentMetrics
+from felix.routes import RouteDriver
+from policy.documents import DocumentError
+from policy.kinds import kind_prefix
+from policy.kv import KV
+from policy.resources import WorkloadEndpoint
+from policy.store import decode
+from policy.watch import Backoff, SyncBatch, Syncer
+
+log = logging.getLogger(__name__)
+
+RETRY_INTERVAL = 1.0
+_LINKS_LOST = object()
+
+
+class Agent:
+    def __init__(self, config: AgentConfig, kv: KV, kernel: Kernel, metrics: AgentMetrics | None = None):
+        self.config, self._kv, self._kernel = config, kv, kernel
+        self.metrics = metrics or AgentMetrics()
+        self.status = Status()
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._index = RouteIndex()
+        self._driver = RouteDriver(kernel)
+        self._prefix = kind_prefix(config.etcd_prefix, WorkloadEndpoint)
+        self._revision = 0
+        self._consistent = False  # the held state equals etcd's at self._revision
+        self._complete = False  # a first full list has arrived
+
+    def run(self, stop: threading.Event) -> None:
+        syncer = Syncer(self._kv, self._prefix, lambda batch: self._queue.put(batch), stop,
+                        Backoff(maximum=self.config.etcd_backoff_max),
+                        on_resync=lambda reason: self.metrics.resyncs.labels(reason).inc())
+        threads = [
+            threading.Thread(target=syncer.run, name="etcd-watch", daemon=True),
+            threading.Thread(target=self._kernel.watch_links, args=(self._on_link, stop), name="link-watch", daemon=True),
+        ]
+        for thread in threads:
+            thread.start()
+        next_refresh = next_retry = float("inf")
+        while not stop.is_set():
+            self.status.last_tick = time.monotonic()
+            timeout = max(0.0, min(next_refresh, next_retry, time.monotonic() + 1.0) - time.monotonic())
+            links_lost = self._drain(timeout)
+            if not self._complete:
+                continue
+            now = time.monotonic()
+            if not self.status.in_sync or links_lost or now >= next_refresh:
+                self._start_resync()
+                next_refresh = now + self.config.route_refresh_interval
+            if self._driver.pending and (now >= next_retry or next_retry == float("inf")):
+                self._program()
+                next_retry = now + RETRY_INTERVAL if self._driver.pending else float("inf")
+            self._report()
+        for thread in threads:
+            thread.join(timeout=5)
+
+    def _on_link(self, name: str | None, ifindex: int | None) -> None:
+        self._queue.put(_LINKS_LOST if name is None else (name, ifindex))
+
+    def _drain(self, timeout: float) -> bool:
+        """Take everything queued (waiting up to timeout for the first item); True if links were lost."""
+        links_lost = False
+        try:
+            item = self._queue.get(timeout=timeout)
+            while True:
+                if item is _LINKS_LOST:
+                    links_lost = True
+                elif isinstance(item, SyncBatch):
+                    self._apply_batch(item)
+                else:
+                    self._driver.link_changed(*item)
+                item = self._queue.get_nowait()
+        except queue.Empty:
+            return links_lost
+
+    def _apply_batch(self, batch: SyncBatch) -> None:
+        for change in batch.changes:
+            routes = None
+            if change.value is not None:
+                try:
+                    endpoint = decode(self.config.etcd_prefix, change.key, change.value, change.mod_revision)
+                    routes = endpoint_routes(endpoint, self.config.node_name)
+                except DocumentError as exc:
+                    log.warning("skipping invalid entry in etcd: %s", exc)
+                    self.metrics.bad_resources.labels("WorkloadEndpoint").inc()
+            for interface in self._index.update(change.key, routes):
+                self._driver.set_desired(interface, self._index.desired(interface))
+        self._revision = batch.revision
+        self._consistent = batch.complete
+        self._complete = self._complete or batch.complete
+
+    def _start_resync(self) -> None:
+        if not self.status.in_sync:
+            log.info("in sync with etcd at revision %d: %d local endpoints; programming", self._revision, len(self._index))
+            self._kernel.enable_forwarding()
+        self._driver.resync()
+        self._program()
+        if not self.status.in_sync:
+            self.status.in_sync = True
+            self.metrics.in_sync.set(1)
+
+    def _program(self) -> None:
+        started = time.perf_counter()
+        result = self._driver.apply()
+        self.metrics.apply_seconds.observe(time.perf_counter() - started)
+        self.metrics.route_writes.labels("add").inc(result.added)
+        self.metrics.route_writes.labels("delete").inc(result.deleted)
+        self.metrics.route_errors.inc(len(result.errors))
+        self.metrics.routes.set(self._driver.route_count)
+        self.metrics.endpoints.set(len(self._index))
+        self.metrics.ip_conflicts.set(len(self._index.conflicts()))
+
+    def _report(self) -> None:
+        """Publish the revision whose whole state is in the kernel (failed writes hold it back)."""
+        self.status.pending = self._driver.pending
+        if self.status.in_sync and self._consistent and not self._driver.pending:
+            self.status.programmed_revision = self._revision
+            self.metrics.programmed_revision.set(self._revision)

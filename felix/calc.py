@@ -1,0 +1,83 @@
+"""Pure calculation: from this node's workload endpoints to the routes each interface needs.
+
+The index holds only the projection routes need, so 10,000 endpoints stay small, and reports
+which interfaces one change touches, so an update recomputes those alone.  Results depend on
+the current set of endpoints only, never on the order the updates came in."""
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+from policy.resources import WorkloadEndpoint
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointRoutes:
+    interface: str
+    networks: tuple[str, ...]
+
+
+def endpoint_routes(endpoint: WorkloadEndpoint, node: str) -> EndpointRoutes | None:
+    """The routing-relevant part of an endpoint, or None when it lives on another node."""
+    if endpoint.spec.node != node:
+        return None
+    return EndpointRoutes(endpoint.spec.interfaceName, tuple(sorted(set(endpoint.spec.ipNetworks))))
+
+
+class RouteIndex:
+    def __init__(self) -> None:
+        self._endpoints: dict[str, EndpointRoutes] = {}
+        self._by_interface: dict[str, set[str]] = defaultdict(set)
+        self._claims: dict[str, set[str]] = defaultdict(set)  # network -> endpoint keys claiming it
+
+    def __len__(self) -> int:
+        return len(self._endpoints)
+
+    def update(self, key: str, routes: EndpointRoutes | None) -> set[str]:
+        """Set (or with None, remove) one endpoint; return the interfaces whose routes may change."""
+        old = self._endpoints.get(key)
+        if old == routes:
+            return set()
+        networks = set(old.networks if old else ()) | set(routes.networks if routes else ())
+        dirty = self._owner_interfaces(networks)
+        if old:
+            self._forget(key, old)
+            dirty.add(old.interface)
+        if routes:
+            self._endpoints[key] = routes
+            self._by_interface[routes.interface].add(key)
+            for network in routes.networks:
+                self._claims[network].add(key)
+            dirty.add(routes.interface)
+        return dirty | self._owner_interfaces(networks)
+
+    def _forget(self, key: str, old: EndpointRoutes) -> None:
+        del self._endpoints[key]
+        keys = self._by_interface[old.interface]
+        keys.discard(key)
+        if not keys:
+            del self._by_interface[old.interface]
+        for network in old.networks:
+            claimants = self._claims[network]
+            claimants.discard(key)
+            if not claimants:
+                del self._claims[network]
+
+    def _owner_interfaces(self, networks: set[str]) -> set[str]:
+        return {self._endpoints[self.owner(n)].interface for n in networks if n in self._claims}
+
+    def owner(self, network: str) -> str:
+        """When two endpoints claim one network, the smallest key wins, whatever the order."""
+        return min(self._claims[network])
+
+    def conflicts(self) -> dict[str, set[str]]:
+        return {network: keys for network, keys in self._claims.items() if len(keys) > 1}
+
+    def desired(self, interface: str) -> frozenset[str] | None:
+        """Routes for one interface; None when no endpoint uses it (its routes must go)."""
+        keys = self._by_interface.get(interface)
+        if not keys:
+            return None
+        return frozenset(n for key in keys for n in self._endpoints[key].networks if self.owner(n) == key)
+
+    def all_desired(self) -> dict[str, frozenset[str]]:
+        return {interface: self.desired(interface) for interface in self._by_interface}

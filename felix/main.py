@@ -1,0 +1,52 @@
+"""`felix`: run the node agent until SIGTERM/SIGINT; the kernel state is left as programmed."""
+
+import functools
+import logging
+import signal
+import threading
+
+import click
+
+from felix.agent import Agent
+from felix.config import AGENT_OPTIONS, AgentConfig
+from felix.health import serve
+from felix.netlink import NetlinkKernel
+from policy.etcd import EtcdKV
+from policy.settings import etcd_options, etcd_settings
+
+
+def _agent_options(command):
+    return functools.reduce(lambda cmd, option: option(cmd), reversed(AGENT_OPTIONS), command)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@_agent_options
+@etcd_options
+def cli(node_name, health_host, health_port, route_refresh_interval, etcd_backoff_max, log_level, etcd_prefix, **etcd):
+    """Calyx node agent: programs a route per local workload from etcd's WorkloadEndpoints."""
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = AgentConfig(node_name, etcd_settings(**etcd), etcd_prefix, health_host, health_port,
+                             route_refresh_interval, etcd_backoff_max, log_level)
+        kv = EtcdKV(config.etcd)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    kernel = NetlinkKernel()
+    agent = Agent(config, kv, kernel)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    server = serve(config.health_host, config.health_port, agent.status, agent.metrics.registry) if config.health_port else None
+    logging.getLogger("felix").info("felix starting on node %s, etcd %s, prefix %s",
+                                    config.node_name, ",".join(config.etcd.endpoints), config.etcd_prefix)
+    try:
+        agent.run(stop)
+    finally:
+        if server:
+            server.shutdown()
+        kv.close()
+        kernel.close()
+
+
+def main():
+    cli(prog_name="felix")

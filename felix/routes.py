@@ -1,0 +1,125 @@
+"""Route driver: keeps the kernel's workload routes equal to the desired ones, writing the minimum.
+
+It reads the kernel back on resync (at in-sync and periodically), then works from what it
+programmed, so one endpoint change costs one netlink write, not a dump of 10,000 routes."""
+
+import logging
+from dataclasses import dataclass, field
+
+from felix.kernel import Kernel, KernelRoute, RouteError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ApplyResult:
+    added: int = 0
+    deleted: int = 0
+    errors: list[RouteError] = field(default_factory=list)
+
+
+class RouteDriver:
+    def __init__(self, kernel: Kernel):
+        self._kernel = kernel
+        self._links: dict[str, int] = {}
+        self._desired: dict[str, frozenset[str]] = {}
+        self._programmed: dict[int, set[str]] = {}  # ifindex -> our routes believed in the kernel
+        self._configured: dict[str, tuple[int, bool, bool]] = {}
+        self._dirty_interfaces: set[str] = set()
+        self._dirty_indexes: set[int] = set()
+
+    @property
+    def route_count(self) -> int:
+        return sum(len(routes) for routes in self._programmed.values())
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._dirty_interfaces or self._dirty_indexes)
+
+    def set_desired(self, interface: str, networks: frozenset[str] | None) -> None:
+        if networks is None:
+            self._desired.pop(interface, None)
+        else:
+            self._desired[interface] = networks
+        self._dirty_interfaces.add(interface)
+
+    def link_changed(self, name: str, ifindex: int | None) -> None:
+        old = self._links.get(name)
+        if ifindex is None:
+            self._links.pop(name, None)
+            if old is not None:
+                self._programmed.pop(old, None)  # the kernel dropped its routes with it
+            self._configured.pop(name, None)
+        elif old != ifindex:
+            self._links[name] = ifindex
+            if old is not None:
+                self._programmed.pop(old, None)
+        if name in self._desired and old != ifindex:
+            self._dirty_interfaces.add(name)
+
+    def resync(self) -> None:
+        """Forget what we believe and re-read links and routes, so the next apply sweeps strays."""
+        self._links = self._kernel.links()
+        self._programmed = {}
+        for route in self._kernel.workload_routes():
+            self._programmed.setdefault(route.ifindex, set()).add(route.dst)
+        wanted = {self._links[name] for name in self._desired if name in self._links}
+        self._dirty_indexes = set(self._programmed) - wanted
+        self._dirty_interfaces = set(self._desired)
+        self._configured = {n: c for n, c in self._configured.items() if self._links.get(n) == c[0]}
+
+    def apply(self) -> ApplyResult:
+        """Delete what is not desired, then add what is missing; failures stay dirty for a retry."""
+        deletes: list[KernelRoute] = []
+        adds: list[KernelRoute] = []
+        for ifindex in self._dirty_indexes:
+            deletes.extend(KernelRoute(dst, ifindex) for dst in self._programmed.get(ifindex, ()))
+        for name in self._dirty_interfaces:
+            ifindex = self._links.get(name)
+            if ifindex is None:
+                continue  # programmed when the interface appears
+            desired = self._desired.get(name, frozenset())
+            if name in self._desired:
+                self._configure(name, ifindex, desired)
+            have = self._programmed.get(ifindex, set())
+            deletes.extend(KernelRoute(dst, ifindex) for dst in have - desired)
+            adds.extend(KernelRoute(dst, ifindex) for dst in desired - have)
+        result = ApplyResult()
+        failed = self._record(self._kernel.delete_routes(deletes), deletes, added=False, result=result)
+        failed |= self._record(self._kernel.add_routes(adds), adds, added=True, result=result)
+        self._dirty_indexes = {ifindex for ifindex in failed if ifindex not in self._links.values()}
+        names = {index: name for name, index in self._links.items()}
+        self._dirty_interfaces = {names[ifindex] for ifindex in failed if ifindex in names}
+        return result
+
+    def _record(self, errors: list[RouteError], routes: list[KernelRoute], added: bool, result: ApplyResult) -> set[int]:
+        failed_routes = {error.route for error in errors}
+        for route in routes:
+            if route in failed_routes:
+                continue
+            programmed = self._programmed.setdefault(route.ifindex, set())
+            if added:
+                programmed.add(route.dst)
+                result.added += 1
+            else:
+                programmed.discard(route.dst)
+                result.deleted += 1
+                if not programmed:
+                    del self._programmed[route.ifindex]
+        for error in errors:
+            log.warning("route %s failed: %s", "add" if added else "delete", error)
+        result.errors.extend(errors)
+        return {route.ifindex for route in failed_routes}
+
+    def _configure(self, name: str, ifindex: int, desired: frozenset[str]) -> None:
+        has_v6 = any(":" in n for n in desired)
+        has_v4 = any(":" not in n for n in desired)
+        wanted = (ifindex, has_v4 or not has_v6, has_v6)
+        have = self._configured.get(name)
+        if have == wanted or (have and have[0] == ifindex and have[1] >= wanted[1] and have[2] >= wanted[2]):
+            return
+        try:
+            self._kernel.configure_interface(name, ipv4=wanted[1], ipv6=wanted[2])
+            self._configured[name] = wanted
+        except OSError as exc:  # the interface may vanish between the event and the write
+            log.info("could not configure %s yet: %s", name, exc)

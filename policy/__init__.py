@@ -1,0 +1,1 @@
+"""Calyx's declared state: resource types, validation, the etcd store and policyctl."""

@@ -1,0 +1,92 @@
+"""Validated scalar types shared by the resource models (names, labels, addresses)."""
+
+import ipaddress
+import re
+from typing import Annotated
+
+from pydantic import AfterValidator, Field
+
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_LABEL_NAME = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)$")
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+_IFNAME_FORBIDDEN = re.compile(r"[\s/:]")
+_MAC = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
+_PORT_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+def _resource_name(value: str) -> str:
+    if len(value) > 253 or not _DNS_SUBDOMAIN.match(value):
+        raise ValueError(
+            f"{value!r} is not a valid name: lowercase letters, digits, '-' and '.', "
+            "starting and ending with a letter or digit, at most 253 characters"
+        )
+    return value
+
+
+def _label_key(value: str) -> str:
+    prefix, _, name = value.rpartition("/")
+    if prefix and (len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix)):
+        raise ValueError(f"label key {value!r} has an invalid prefix {prefix!r}")
+    if not name or len(name) > 63 or not _LABEL_NAME.match(name):
+        raise ValueError(f"label key {value!r} is not a valid label name")
+    return value
+
+
+def _label_value(value: str) -> str:
+    if len(value) > 63 or not _LABEL_VALUE.match(value):
+        raise ValueError(f"label value {value!r} is not valid (at most 63 characters of [A-Za-z0-9-_.])")
+    return value
+
+
+def _interface_name(value: str) -> str:
+    if not value or len(value) > 15 or _IFNAME_FORBIDDEN.search(value) or value in (".", ".."):
+        raise ValueError(f"{value!r} is not a valid Linux interface name (1-15 characters, no '/', ':' or spaces)")
+    return value
+
+
+def _ip_network(value: str) -> str:
+    """Canonical text of a CIDR; host bits must be zero, a bare address means /32 or /128."""
+    try:
+        return str(ipaddress.ip_network(value, strict=True))
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not a valid CIDR: {exc}") from None
+
+
+def _ip_address(value: str) -> str:
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise ValueError(f"{value!r} is not a valid IP address") from None
+
+
+def _ip_interface(value: str) -> str:
+    """An address with its subnet length, as a node's BGP address is written (10.0.0.1/24)."""
+    try:
+        return str(ipaddress.ip_interface(value))
+    except ValueError:
+        raise ValueError(f"{value!r} is not a valid address/prefix-length") from None
+
+
+def _mac(value: str) -> str:
+    if not _MAC.match(value):
+        raise ValueError(f"{value!r} is not a MAC address like ee:ee:ee:ee:ee:ee")
+    return value.lower()
+
+
+def _port_name(value: str) -> str:
+    if len(value) > 15 or not _PORT_NAME.match(value):
+        raise ValueError(f"{value!r} is not a valid port name (at most 15 lowercase letters, digits and '-')")
+    return value
+
+
+ResourceName = Annotated[str, AfterValidator(_resource_name)]
+LabelKey = Annotated[str, AfterValidator(_label_key)]
+LabelValue = Annotated[str, AfterValidator(_label_value)]
+InterfaceName = Annotated[str, AfterValidator(_interface_name)]
+IPNetwork = Annotated[str, AfterValidator(_ip_network)]
+IPAddress = Annotated[str, AfterValidator(_ip_address)]
+IPInterface = Annotated[str, AfterValidator(_ip_interface)]
+MACAddress = Annotated[str, AfterValidator(_mac)]
+PortName = Annotated[str, AfterValidator(_port_name)]
+PortNumber = Annotated[int, Field(ge=1, le=65535)]
+ASNumber = Annotated[int, Field(ge=1, le=4294967295)]

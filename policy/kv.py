@@ -1,0 +1,81 @@
+"""The narrow seam at etcd: the few key-value operations Calyx needs, as plain data."""
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from threading import Event
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class KeyValue:
+    key: str
+    value: bytes
+    mod_revision: int
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One watched change; value None means the key was deleted."""
+
+    key: str
+    value: bytes | None
+    mod_revision: int
+
+
+# Preconditions for a write, checked atomically with it.
+ANY = None  # unconditional
+ABSENT = 0  # the key must not exist (create)
+PRESENT = -1  # the key must exist, at any revision
+
+
+@dataclass(frozen=True, slots=True)
+class Write:
+    """Put (value given) or delete (value None); expect is ANY, ABSENT, PRESENT or a mod revision."""
+
+    key: str
+    value: bytes | None
+    expect: int | None = ANY
+
+
+class KVError(Exception):
+    pass
+
+
+class Unavailable(KVError):
+    """No endpoint answered; the caller backs off and retries."""
+
+
+class Compacted(KVError):
+    """The revision asked for is gone; the caller must re-list."""
+
+    def __init__(self, compact_revision: int):
+        self.compact_revision = compact_revision
+        super().__init__(f"revision compacted (etcd now starts at {compact_revision})")
+
+
+class Conflict(KVError):
+    """A precondition of a transaction failed; nothing of it was written."""
+
+    def __init__(self, failures: list[str]):
+        self.failures = failures
+        super().__init__("; ".join(failures))
+
+
+class KV(Protocol):
+    def get(self, key: str) -> KeyValue | None: ...
+
+    def pages(self, prefix: str, page_size: int = 1000) -> Iterator[tuple[list[KeyValue], int]]:
+        """All keys under prefix as one consistent snapshot, in pages, each with the snapshot revision."""
+        ...
+
+    def commit(self, writes: Sequence[Write]) -> int:
+        """Apply all writes in one transaction or none (Conflict); return the new revision."""
+        ...
+
+    def watch(self, prefix: str, start_revision: int, stop: Event) -> Iterator[tuple[list[Change], int]]:
+        """Changes from start_revision on, each batch with the revision it brings the reader to.
+
+        Raises Compacted or Unavailable; returns when stop is set."""
+        ...
+
+    def close(self) -> None: ...

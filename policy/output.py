@@ -1,0 +1,52 @@
+"""How policyctl prints resources: a table by default, wide, YAML or JSON."""
+
+import json
+
+import yaml
+
+from policy.resources import Namespace, Node, Resource, WorkloadEndpoint
+
+
+def _labels(resource: Resource) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(resource.metadata.labels.items())) or "<none>"
+
+
+# Per kind: (heading, value) for the default table, then the extra ones -o wide adds.
+COLUMNS = {
+    WorkloadEndpoint: (
+        [("NODE", lambda r: r.spec.node), ("INTERFACE", lambda r: r.spec.interfaceName),
+         ("NETWORKS", lambda r: ",".join(r.spec.ipNetworks) or "<none>")],
+        [("WORKLOAD", lambda r: r.spec.workload or ""), ("PROFILES", lambda r: ",".join(r.spec.profiles)),
+         ("LABELS", _labels)],
+    ),
+    Node: (
+        [("ASN", lambda r: str(r.spec.bgp.asNumber or "") if r.spec.bgp else ""),
+         ("IPV4", lambda r: (r.spec.bgp.ipv4Address or "") if r.spec.bgp else ""),
+         ("IPV6", lambda r: (r.spec.bgp.ipv6Address or "") if r.spec.bgp else "")],
+        [("LABELS", _labels)],
+    ),
+    Namespace: ([("LABELS", _labels)], []),
+}
+
+
+def to_document(resource: Resource) -> dict:
+    return resource.model_dump(mode="json", exclude_none=True)
+
+
+def render_table(model: type[Resource], resources: list[Resource], wide: bool, all_namespaces: bool) -> str:
+    basic, extra = COLUMNS[model]
+    columns = [("NAME", lambda r: r.name)] + basic + (extra if wide else [])
+    if model.namespaced and all_namespaces:
+        columns.insert(0, ("NAMESPACE", lambda r: r.namespace))
+    rows = [[heading for heading, _ in columns]] + [[value(r) for _, value in columns] for r in resources]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
+    return "\n".join("   ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
+
+
+def render(model: type[Resource], resources: list[Resource], fmt: str, all_namespaces: bool, single: bool) -> str:
+    if fmt == "yaml":
+        return yaml.safe_dump_all([to_document(r) for r in resources], sort_keys=False).rstrip()
+    if fmt == "json":
+        docs = [to_document(r) for r in resources]
+        return json.dumps(docs[0] if single else {"kind": "List", "items": docs}, indent=2)
+    return render_table(model, resources, wide=fmt == "wide", all_namespaces=all_namespaces)

@@ -1,0 +1,145 @@
+"""The resource kinds, with Calico v3 field names so Calico YAML converts by apiVersion alone."""
+
+from typing import ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from policy.fields import (
+    ASNumber,
+    InterfaceName,
+    IPAddress,
+    IPInterface,
+    IPNetwork,
+    LabelKey,
+    LabelValue,
+    MACAddress,
+    PortName,
+    PortNumber,
+    ResourceName,
+)
+
+API_VERSION = "calyx.io/v1"
+CALICO_API_VERSION = "projectcalico.org/v3"
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
+
+
+class Model(BaseModel):
+    """Strict by default: an unknown or misspelt field is an error, never silently dropped."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Metadata(Model):
+    name: ResourceName
+    namespace: ResourceName | None = None
+    labels: dict[LabelKey, LabelValue] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    resourceVersion: str | None = None
+    uid: str | None = None
+    creationTimestamp: str | None = None
+
+
+class Resource(Model):
+    """Common envelope. Subclasses set the kind's storage facts as class variables."""
+
+    plural: ClassVar[str]
+    namespaced: ClassVar[bool]
+    aliases: ClassVar[tuple[str, ...]] = ()
+
+    apiVersion: Literal["calyx.io/v1"] = API_VERSION
+    metadata: Metadata
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    @property
+    def namespace(self) -> str | None:
+        return self.metadata.namespace
+
+
+class EndpointPort(Model):
+    name: PortName
+    protocol: Literal["TCP", "UDP", "SCTP"] = "TCP"
+    port: PortNumber
+    hostPort: PortNumber | None = None
+    hostIP: IPAddress | None = None
+
+    @field_validator("protocol", mode="before")
+    @classmethod
+    def _upper_protocol(cls, value):
+        return value.upper() if isinstance(value, str) else value
+
+
+class WorkloadEndpointSpec(Model):
+    node: ResourceName
+    interfaceName: InterfaceName
+    orchestrator: str | None = None
+    workload: str | None = None
+    pod: str | None = None
+    containerID: str | None = None
+    endpoint: str | None = None
+    mac: MACAddress | None = None
+    ipNetworks: list[IPNetwork] = Field(default_factory=list)
+    profiles: list[str] = Field(default_factory=list)
+    ports: list[EndpointPort] = Field(default_factory=list)
+    serviceAccountName: str | None = None
+
+
+class WorkloadEndpoint(Resource):
+    plural: ClassVar[str] = "workloadendpoints"
+    namespaced: ClassVar[bool] = True
+    aliases: ClassVar[tuple[str, ...]] = ("wep", "weps", "workloadendpoint")
+
+    kind: Literal["WorkloadEndpoint"] = "WorkloadEndpoint"
+    spec: WorkloadEndpointSpec
+
+
+class NodeBGPSpec(Model):
+    asNumber: ASNumber | None = None
+    ipv4Address: IPInterface | None = None
+    ipv6Address: IPInterface | None = None
+    routeReflectorClusterID: IPAddress | None = None
+
+
+class NodeAddress(Model):
+    address: str
+    type: Literal["InternalIP", "ExternalIP", "CalicoNodeIP"] = "InternalIP"
+
+
+class OrchRef(Model):
+    orchestrator: str
+    nodeName: str | None = None
+
+
+class NodeSpec(Model):
+    bgp: NodeBGPSpec | None = None
+    addresses: list[NodeAddress] = Field(default_factory=list)
+    orchRefs: list[OrchRef] = Field(default_factory=list)
+
+
+class Node(Resource):
+    plural: ClassVar[str] = "nodes"
+    namespaced: ClassVar[bool] = False
+    aliases: ClassVar[tuple[str, ...]] = ("no", "node")
+
+    kind: Literal["Node"] = "Node"
+    spec: NodeSpec = Field(default_factory=NodeSpec)
+
+
+class NamespaceSpec(Model):
+    pass
+
+
+class Namespace(Resource):
+    """Labels of a namespace, for namespaceSelector; carries no spec of its own."""
+
+    plural: ClassVar[str] = "namespaces"
+    namespaced: ClassVar[bool] = False
+    aliases: ClassVar[tuple[str, ...]] = ("ns", "namespace")
+
+    kind: Literal["Namespace"] = "Namespace"
+    spec: NamespaceSpec = Field(default_factory=NamespaceSpec)
+
+
+KINDS: dict[str, type[Resource]] = {model.model_fields["kind"].default: model for model in (Node, WorkloadEndpoint, Namespace)}

@@ -1,0 +1,112 @@
+"""Typed resources over the KV seam: JSON values under <prefix>/v1/..., revisions as resourceVersion."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import Enum
+
+from policy.documents import DocumentError, Problem, parse_resource
+from policy.kinds import DEFAULT_PREFIX, key_of, kind_prefix, parse_key, resource_key
+from policy.kv import ABSENT, ANY, KV, PRESENT, Conflict, KVError, Write
+from policy.resources import Resource
+
+# etcd refuses transactions of more than 128 operations by default (--max-txn-ops).
+MAX_TXN_OPS = 128
+
+
+class NotFound(KVError):
+    pass
+
+
+class WriteMode(Enum):
+    CREATE = "create"  # must not exist
+    REPLACE = "replace"  # must exist (and match resourceVersion when given)
+    APPLY = "apply"  # create or update (compare resourceVersion when given)
+
+
+@dataclass(frozen=True)
+class Ref:
+    model: type[Resource]
+    name: str
+    namespace: str | None = None
+    resource_version: str | None = None
+
+
+def encode(resource: Resource) -> bytes:
+    """The stored form: the whole resource, minus the revision (etcd keeps that)."""
+    data = resource.model_dump(mode="json", exclude_none=True, exclude_defaults=False)
+    data["metadata"].pop("resourceVersion", None)
+    return json.dumps(data, separators=(",", ":"), sort_keys=True).encode()
+
+
+def decode(prefix: str, key: str, value: bytes, mod_revision: int) -> Resource:
+    """Parse a stored value; DocumentError when it is not a valid resource for its key."""
+    try:
+        model, namespace, name = parse_key(prefix, key)
+        data = json.loads(value)
+    except ValueError as exc:
+        raise DocumentError(key, None, [Problem("", str(exc))]) from None
+    if isinstance(data, dict) and isinstance(data.get("metadata"), dict):
+        data["metadata"]["resourceVersion"] = str(mod_revision)
+    resource = parse_resource(data, source=key)
+    if type(resource) is not model or resource.name != name or resource.namespace != namespace:
+        raise DocumentError(key, None, [Problem("metadata", "kind, namespace or name disagree with the key")])
+    return resource
+
+
+def _expectation(mode: WriteMode, resource_version: str | None) -> int | None:
+    if mode is WriteMode.CREATE:
+        return ABSENT
+    if resource_version:
+        return int(resource_version)
+    return PRESENT if mode is WriteMode.REPLACE else ANY
+
+
+class ResourceStore:
+    def __init__(self, kv: KV, prefix: str = DEFAULT_PREFIX):
+        self.kv, self.prefix = kv, prefix
+
+    def get(self, model: type[Resource], name: str, namespace: str | None = None) -> Resource:
+        key = resource_key(self.prefix, model, name, namespace)
+        item = self.kv.get(key)
+        if item is None:
+            raise NotFound(f"{model.model_fields['kind'].default} {name!r} not found" + (f" in namespace {namespace!r}" if model.namespaced else ""))
+        return decode(self.prefix, item.key, item.value, item.mod_revision)
+
+    def list(self, model: type[Resource], namespace: str | None = None) -> tuple[list[Resource], list[DocumentError]]:
+        """Every stored resource of a kind (one namespace or all), plus what could not be read."""
+        resources, bad = [], []
+        for page, _ in self.kv.pages(kind_prefix(self.prefix, model, namespace)):
+            for item in page:
+                try:
+                    resources.append(decode(self.prefix, item.key, item.value, item.mod_revision))
+                except DocumentError as exc:
+                    bad.append(exc)
+        return resources, bad
+
+    def write(self, resources: Sequence[Resource], mode: WriteMode) -> int:
+        """Write in as few transactions as etcd allows; each one is all or nothing."""
+        writes = [
+            Write(key_of(self.prefix, r), encode(r), _expectation(mode, r.metadata.resourceVersion)) for r in resources
+        ]
+        return self._commit(writes)
+
+    def delete(self, refs: Sequence[Ref]) -> int:
+        writes = []
+        for ref in refs:
+            expect = int(ref.resource_version) if ref.resource_version else PRESENT
+            writes.append(Write(resource_key(self.prefix, ref.model, ref.name, ref.namespace), None, expect))
+        try:
+            return self._commit(writes)
+        except Conflict as exc:
+            if all(failure.endswith("does not exist") for failure in exc.failures):
+                raise NotFound("; ".join(exc.failures)) from None
+            raise
+
+    def _commit(self, writes: list[Write]) -> int:
+        revision = 0
+        for start in range(0, len(writes), MAX_TXN_OPS):
+            revision = self.kv.commit(writes[start:start + MAX_TXN_OPS])
+        return revision
