@@ -68,8 +68,7 @@ def _load(paths: tuple[str, ...], namespace: str | None) -> list[Resource]:
 
 
 def _describe(resource: Resource) -> str:
-    kind = resource.model_fields["kind"].default
-    return f"{kind} {resource.namespace}/{resource.name}" if resource.namespace else f"{kind} {resource.name}"
+    return f"{resource.kind} {resource.namespace}/{resource.name}" if resource.namespace else f"{resource.kind} {resource.name}"
 
 
 def _run(action):

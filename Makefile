@@ -1,0 +1,44 @@
+# Everything installs itself on a fresh Debian 12 machine (run as root).
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+APT_PACKAGES := etcd-server etcd-client nftables python3-nftables bird2 exabgp iperf3 iproute2 iputils-ping \
+                openssl python3-venv python3-yaml
+STAMP := $(VENV)/.calyx-installed
+
+.PHONY: setup test unit integration demo demo-down bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing apt packages: $$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+	@# libnftables' Python bindings exist only as Debian's package: the venv sees system site-packages.
+	[ -x $(PY) ] || /usr/bin/python3 -m venv --system-site-packages $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+test: setup
+	$(PY) -m pytest -q
+
+unit: setup
+	$(PY) -m pytest -q tests/unit
+
+integration: setup
+	$(PY) -m pytest -q tests/integration
+
+demo: setup
+	$(PY) -m tests.lab.demo $(if $(KEEP),--keep,)
+
+demo-down: setup
+	$(PY) -m tests.lab.demo --down
+
+bench: setup
+	$(PY) -m pytest -q -s tests/bench -p no:cacheprovider
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis *.egg-info

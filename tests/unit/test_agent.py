@@ -1,0 +1,82 @@
+import threading
+import time
+
+import pytest
+
+from felix.agent import Agent
+from felix.config import AgentConfig
+from felix.kernel import KernelRoute
+from policy.etcd import EtcdSettings
+from policy.resources import Metadata, WorkloadEndpoint, WorkloadEndpointSpec
+from policy.store import ResourceStore, WriteMode
+from tests.fakes import FakeKernel, FakeKV
+
+
+def wep(name, node="n1", interface="cxa", ips=("198.19.1.1",)):
+    return WorkloadEndpoint(metadata=Metadata(name=name, namespace="default"),
+                            spec=WorkloadEndpointSpec(node=node, interfaceName=interface, ipNetworks=list(ips)))
+
+
+def wait_until(predicate, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.01)
+    raise AssertionError("condition not met in time")
+
+
+@pytest.fixture
+def world():
+    kv, kernel = FakeKV(), FakeKernel({"cxa": 5, "cxb": 6})
+    config = AgentConfig(node_name="n1", etcd=EtcdSettings(), etcd_prefix="/t", etcd_backoff_max=0.05)
+    agent, stop = Agent(config, kv, kernel), threading.Event()
+    thread = threading.Thread(target=agent.run, args=(stop,), daemon=True)
+    yield kv, kernel, agent, thread
+    stop.set()
+    thread.join(timeout=5)
+    assert not thread.is_alive()
+
+
+def test_nothing_is_written_before_the_first_full_list(world):
+    kv, kernel, agent, thread = world
+    kernel.route_table = {KernelRoute("198.19.1.99/32", 5)}  # stale, from before a restart
+    kv.set_down(True)
+    thread.start()
+    time.sleep(0.3)
+    assert kernel.writes == [] and not kernel.forwarding and not agent.status.in_sync
+    store = ResourceStore(kv, "/t")
+    with kv.admin():
+        revision = store.write([wep("a"), wep("b", interface="cxb", ips=("198.19.1.2",)), wep("c", node="n2")], WriteMode.CREATE)
+    kv.set_down(False)
+    wait_until(lambda: agent.status.programmed_revision >= revision)
+    assert kernel.forwarding
+    assert kernel.routes_by_name() == {("198.19.1.1/32", "cxa"), ("198.19.1.2/32", "cxb")}
+
+
+def test_bad_data_in_etcd_is_counted_and_skipped_and_removes_its_route(world):
+    kv, kernel, agent, thread = world
+    store = ResourceStore(kv, "/t")
+    store.write([wep("a"), wep("b", interface="cxb", ips=("198.19.1.2",))], WriteMode.CREATE)
+    thread.start()
+    wait_until(lambda: len(kernel.route_table) == 2)
+    revision = kv.put("/t/v1/workloadendpoints/default/b", b'{"kind": "WorkloadEndpoint", "spec": 7}')
+    kv.put("/t/v1/workloadendpoints/default/garbage", b"\xff not json")
+    wait_until(lambda: agent.status.programmed_revision >= revision + 1)
+    assert kernel.routes_by_name() == {("198.19.1.1/32", "cxa")}
+    assert agent.metrics.bad_resources.labels("WorkloadEndpoint")._value.get() == 2
+    assert thread.is_alive()
+
+
+def test_changes_follow_in_order_and_report_the_programmed_revision(world):
+    kv, kernel, agent, thread = world
+    store = ResourceStore(kv, "/t")
+    thread.start()
+    wait_until(lambda: agent.status.in_sync)
+    store.write([wep("a")], WriteMode.CREATE)
+    revision = store.write([wep("a", ips=("198.19.1.1", "fd00::1"))], WriteMode.APPLY)
+    wait_until(lambda: agent.status.programmed_revision >= revision)
+    assert kernel.routes_by_name() == {("198.19.1.1/32", "cxa"), ("fd00::1/128", "cxa")}
+    revision = kv.delete("/t/v1/workloadendpoints/default/a")
+    wait_until(lambda: agent.status.programmed_revision >= revision)
+    assert kernel.route_table == set()

@@ -1,0 +1,74 @@
+import random
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from felix.calc import EndpointRoutes, RouteIndex
+
+KEYS = [f"/c/v1/workloadendpoints/default/w{i}" for i in range(6)]
+routes_strategy = st.one_of(
+    st.none(),
+    st.builds(EndpointRoutes,
+              interface=st.sampled_from(["cxa", "cxb", "cxc"]),
+              networks=st.lists(st.sampled_from(["198.19.1.1/32", "198.19.1.2/32", "fd00::1/128"]), unique=True)
+              .map(lambda ns: tuple(sorted(ns)))),
+)
+# A history of updates: later updates of a key win.  Order among keys is what gets permuted.
+histories = st.lists(st.tuples(st.sampled_from(KEYS), routes_strategy), max_size=25)
+
+
+def final_state(history):
+    state = {}
+    for key, routes in history:
+        state[key] = routes
+    return state
+
+
+def apply_all(updates) -> RouteIndex:
+    index = RouteIndex()
+    for key, routes in updates:
+        index.update(key, routes)
+    return index
+
+
+@settings(max_examples=300, deadline=None)
+@given(histories, st.randoms(use_true_random=False))
+def test_same_state_in_any_order_gives_same_routes(history, rnd: random.Random):
+    state = list(final_state(history).items())
+    shuffled = state[:]
+    rnd.shuffle(shuffled)
+    # Replaying the raw history (with its intermediate states) and the final state in a random
+    # order must give the same desired routes.
+    assert apply_all(history).all_desired() == apply_all(shuffled).all_desired() == apply_all(state).all_desired()
+
+
+@settings(max_examples=300, deadline=None)
+@given(histories)
+def test_incremental_dirty_interfaces_match_full_recalculation(history):
+    """Recomputing only the interfaces update() reports gives the same result as recomputing all."""
+    index = RouteIndex()
+    incremental: dict[str, frozenset] = {}
+    for key, routes in history:
+        for interface in index.update(key, routes):
+            desired = index.desired(interface)
+            if desired is None:
+                incremental.pop(interface, None)
+            else:
+                incremental[interface] = desired
+    assert incremental == index.all_desired()
+
+
+def test_contested_network_goes_to_the_smallest_key_whatever_the_order():
+    a = EndpointRoutes("cxa", ("198.19.1.1/32",))
+    b = EndpointRoutes("cxb", ("198.19.1.1/32",))
+    for order in ([("k1", a), ("k2", b)], [("k2", b), ("k1", a)]):
+        index = apply_all(order)
+        assert index.all_desired() == {"cxa": frozenset({"198.19.1.1/32"}), "cxb": frozenset()}
+        assert index.conflicts() == {"198.19.1.1/32": {"k1", "k2"}}
+    index = apply_all([("k1", a), ("k2", b), ("k1", None)])
+    assert index.all_desired() == {"cxb": frozenset({"198.19.1.1/32"})}
+
+
+def test_removed_endpoint_leaves_no_interface_behind():
+    index = apply_all([("k1", EndpointRoutes("cxa", ("198.19.1.1/32",))), ("k1", None)])
+    assert index.all_desired() == {} and index.desired("cxa") is None and len(index) == 0

@@ -1,0 +1,93 @@
+import json
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+import policy.cli
+from tests.fakes import FakeKV
+
+NODE = "apiVersion: calyx.io/v1\nkind: Node\nmetadata: {name: n1}\nspec: {bgp: {asNumber: 64512, ipv4Address: 198.18.1.2/24}}\n"
+WEP = ("apiVersion: projectcalico.org/v3\nkind: WorkloadEndpoint\nmetadata: {name: w1, namespace: prod, labels: {app: web}}\n"
+       "spec: {node: n1, interfaceName: cxa, ipNetworks: [198.19.1.1/32]}\n")
+NS = "apiVersion: v1\nkind: Namespace\nmetadata: {name: prod}\n"
+
+
+@pytest.fixture
+def kv(monkeypatch):
+    fake = FakeKV()
+    monkeypatch.setattr(policy.cli, "EtcdKV", lambda settings: fake)
+    return fake
+
+
+def ctl(*args, input=None):
+    return CliRunner().invoke(policy.cli.cli, list(args), input=input, catch_exceptions=False)
+
+
+def test_apply_get_delete_round_trip_of_every_kind(kv, tmp_path):
+    path = tmp_path / "all.yaml"
+    path.write_text("---\n".join([NODE, WEP, NS]))
+    result = ctl("apply", "-f", str(path))
+    assert result.exit_code == 0, result.output
+    assert "WorkloadEndpoint prod/w1 applied" in result.output
+    for kind, args, check in [
+        ("node", ["n1"], lambda d: d["spec"]["bgp"]["asNumber"] == 64512),
+        ("wep", ["w1", "-n", "prod"], lambda d: d["spec"]["ipNetworks"] == ["198.19.1.1/32"]),
+        ("namespace", ["prod"], lambda d: d["metadata"]["labels"]["kubernetes.io/metadata.name"] == "prod"),
+    ]:
+        out = ctl("get", kind, *args, "-o", "yaml")
+        assert out.exit_code == 0, out.output
+        assert check(yaml.safe_load(out.output))
+        assert json.loads(ctl("get", kind, *args, "-o", "json").output)["apiVersion"] == "calyx.io/v1"
+    table = ctl("get", "workloadendpoints", "-A").output.splitlines()
+    assert table[0].split() == ["NAMESPACE", "NAME", "NODE", "INTERFACE", "NETWORKS"]
+    assert table[1].split() == ["prod", "w1", "n1", "cxa", "198.19.1.1/32"]
+    assert "LABELS" in ctl("get", "wep", "-n", "prod", "-o", "wide").output
+    # What get prints can be applied back (its resourceVersion makes it a compare-and-swap).
+    exported = ctl("get", "wep", "w1", "-n", "prod", "-o", "yaml").output
+    assert ctl("apply", "-f", "-", input=exported).exit_code == 0
+    assert ctl("apply", "-f", "-", input=exported).exit_code == 1  # now stale
+    assert ctl("delete", "-f", str(path)).exit_code == 0
+    assert kv.data == {}
+
+
+@pytest.mark.parametrize("bad, message", [
+    ("kind: [", "document 2: invalid YAML at line"),
+    ("apiVersion: calyx.io/v1\nkind: Gizmo\nmetadata: {name: g}\n", "document 2 (Gizmo g): kind: unknown kind"),
+    ("apiVersion: calyx.io/v1\nkind: WorkloadEndpoint\nmetadata: {name: w}\nspec: {interfaceName: cxa}\n", "spec.node: Field required"),
+    ("apiVersion: calyx.io/v1\nkind: WorkloadEndpoint\nmetadata: {name: w}\nspec: {node: [1], interfaceName: cxa}\n", "spec.node: Input should be a valid string"),
+    ("apiVersion: calyx.io/v1\nkind: WorkloadEndpoint\nmetadata: {name: w}\nspec: {node: n, interfaceName: cxa, ipNetworks: [300.1.1.1/32]}\n", "spec.ipNetworks[0]: '300.1.1.1/32' is not a valid CIDR"),
+])
+def test_bad_document_fails_the_whole_file_and_writes_nothing(kv, tmp_path, bad, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(NODE + "---\n" + bad)
+    result = ctl("apply", "-f", str(path))
+    assert result.exit_code == 1
+    assert f"{path}: document 2" in result.output and message in result.output
+    assert kv.data == {}, "nothing of a bad file may be written"
+
+
+def test_a_directory_with_one_bad_file_writes_nothing(kv, tmp_path):
+    (tmp_path / "a.yaml").write_text(NODE)
+    (tmp_path / "b.yaml").write_text("apiVersion: calyx.io/v1\nkind: Node\nmetadata: {name: BAD}\n")
+    result = ctl("create", "-f", str(tmp_path))
+    assert result.exit_code == 1 and "b.yaml: document 1 (Node BAD): metadata.name" in result.output
+    assert kv.data == {}
+
+
+def test_create_existing_and_delete_missing_fail_cleanly(kv):
+    assert ctl("create", "-f", "-", input=NODE).exit_code == 0
+    result = ctl("create", "-f", "-", input=NODE)
+    assert result.exit_code == 1 and "already exists" in result.output
+    result = ctl("delete", "node", "n1", "ghost")
+    assert result.exit_code == 1 and "does not exist" in result.output
+    assert ctl("get", "node", "n1").exit_code == 0
+    assert ctl("replace", "-f", "-", input=NODE).exit_code == 0
+
+
+def test_unknown_kind_and_unreachable_etcd(kv):
+    result = ctl("get", "gizmos")
+    assert result.exit_code == 2 and "unknown kind 'gizmos'" in result.output
+    kv.set_down(True)
+    result = ctl("get", "nodes")
+    assert result.exit_code == 1 and "cannot reach etcd" in result.output
