@@ -24,6 +24,7 @@ from policy.watch import Backoff, SyncBatch, Syncer
 log = logging.getLogger(__name__)
 
 RETRY_INTERVAL = 1.0
+LINK_SUBSCRIBE_TIMEOUT = 10.0
 _LINKS_LOST = object()
 
 
@@ -44,12 +45,15 @@ class Agent:
         syncer = Syncer(self._kv, self._prefix, lambda batch: self._queue.put(batch), stop,
                         Backoff(maximum=self.config.etcd_backoff_max),
                         on_resync=lambda reason: self.metrics.resyncs.labels(reason).inc())
+        subscribed = threading.Event()
         threads = [
+            threading.Thread(target=self._kernel.watch_links, args=(self._on_link, stop, subscribed), name="link-watch", daemon=True),
             threading.Thread(target=syncer.run, name="etcd-watch", daemon=True),
-            threading.Thread(target=self._kernel.watch_links, args=(self._on_link, stop), name="link-watch", daemon=True),
         ]
-        for thread in threads:
-            thread.start()
+        threads[0].start()
+        if not subscribed.wait(LINK_SUBSCRIBE_TIMEOUT):
+            raise RuntimeError("could not subscribe to link events")
+        threads[1].start()
         next_refresh = next_retry = float("inf")
         while not stop.is_set():
             self.status.last_tick = time.monotonic()

@@ -22,7 +22,7 @@ class RouteError(Exception):
 
 class Kernel(Protocol):
     def links(self) -> dict[str, int]:
-        """Interface name -> ifindex, in this network namespace."""
+        """Interface name -> ifindex of the interfaces that are up, in this network namespace."""
         ...
 
     def workload_routes(self) -> set[KernelRoute]:
@@ -41,7 +41,9 @@ class Kernel(Protocol):
 
     def enable_forwarding(self) -> None: ...
 
-    def watch_links(self, emit: Callable[[str | None, int | None], None], stop: Event) -> None:
-        """Block until stop, calling emit(name, ifindex) for new/changed links, emit(name, None)
-        for removed ones and emit(None, None) when events were lost and a re-read is due."""
+    def watch_links(self, emit: Callable[[str | None, int | None], None], stop: Event, subscribed: Event) -> None:
+        """Block until stop, calling emit(name, ifindex) for links that are up, emit(name, None)
+        for removed or down ones and emit(None, None) when events were lost and a re-read is due.
+
+        Sets `subscribed` once events are being captured: links read after that miss nothing."""
         ...

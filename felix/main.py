@@ -50,3 +50,7 @@ def cli(node_name, health_host, health_port, route_refresh_interval, etcd_backof
 
 def main():
     cli(prog_name="felix")
+
+
+if __name__ == "__main__":
+    main()

@@ -23,6 +23,7 @@ SCOPE_LINK = 253
 NTF_PROXY = 0x08
 RTM_NEWLINK, RTM_DELLINK = 16, 17
 IPV6_GATEWAY = "fe80::1"
+IFF_UP = 0x1
 
 # Per workload interface, as Calico does: answer ARP/NDP for the gateway, forward, ignore RAs.
 _IPV4_SYSCTLS = {"net/ipv4/conf/{}/proxy_arp": "1", "net/ipv4/neigh/{}/proxy_delay": "0",
@@ -43,7 +44,8 @@ class NetlinkKernel:
         self._ipr.close()
 
     def links(self) -> dict[str, int]:
-        return {link.get_attr("IFLA_IFNAME"): link["index"] for link in self._ipr.get_links()}
+        """Interfaces that are up: the kernel refuses routes on a down one (ENETDOWN)."""
+        return {link.get_attr("IFLA_IFNAME"): link["index"] for link in self._ipr.get_links() if link["flags"] & IFF_UP}
 
     def workload_routes(self) -> set[KernelRoute]:
         routes = set()
@@ -69,9 +71,20 @@ class NetlinkKernel:
             try:
                 self._route("add", route)
             except NetlinkError as exc:
+                if exc.code == errno.EEXIST and self._is_ours(route):
+                    continue  # already there (it survived a link flap)
                 reason = "a route to this destination that Calyx does not own exists" if exc.code == errno.EEXIST else str(exc)
                 errors.append(RouteError(route, reason))
         return errors
+
+    def _is_ours(self, route: KernelRoute) -> bool:
+        network = ipaddress.ip_network(route.dst)
+        family = socket.AF_INET6 if network.version == 6 else socket.AF_INET
+        for msg in self._ipr.get_routes(family=family, table=MAIN_TABLE, dst=str(network.network_address),
+                                        dst_len=network.prefixlen):
+            if msg["proto"] == WORKLOAD_ROUTE_PROTO and msg.get_attr("RTA_OIF") == route.ifindex:
+                return True
+        return False
 
     def delete_routes(self, routes: Iterable[KernelRoute]) -> list[RouteError]:
         errors = []
@@ -101,22 +114,28 @@ class NetlinkKernel:
         _write_sysctl("net/ipv4/ip_forward", "1")
         _write_sysctl("net/ipv6/conf/all/forwarding", "1")
 
-    def watch_links(self, emit: Callable[[str | None, int | None], None], stop: Event) -> None:
+    def watch_links(self, emit: Callable[[str | None, int | None], None], stop: Event, subscribed: Event) -> None:
+        # pyroute2's sockets belong to the thread that made them: subscribe here, then say so.
         with IPRoute() as events:
             events.bind(groups=RTMGRP_LINK)
-            while not stop.is_set():
-                ready, _, _ = select.select([events], [], [], 0.5)
-                if not ready:
-                    continue
-                try:
-                    messages = events.get()
-                except (NetlinkError, OSError) as exc:  # ENOBUFS: the kernel dropped events
-                    log.warning("link events lost (%s); re-reading interfaces", exc)
-                    emit(None, None)
-                    continue
-                for msg in messages:
-                    name = msg.get_attr("IFLA_IFNAME")
-                    if msg["header"]["type"] == RTM_NEWLINK:
-                        emit(name, msg["index"])
-                    elif msg["header"]["type"] == RTM_DELLINK:
-                        emit(name, None)
+            subscribed.set()
+            self._read_link_events(events, emit, stop)
+
+    @staticmethod
+    def _read_link_events(events: IPRoute, emit: Callable[[str | None, int | None], None], stop: Event) -> None:
+        while not stop.is_set():
+            ready, _, _ = select.select([events], [], [], 0.5)
+            if not ready:
+                continue
+            try:
+                messages = events.get()
+            except (NetlinkError, OSError) as exc:  # ENOBUFS: the kernel dropped events
+                log.warning("link events lost (%s); re-reading interfaces", exc)
+                emit(None, None)
+                continue
+            for msg in messages:
+                name = msg.get_attr("IFLA_IFNAME")
+                if msg["header"]["type"] == RTM_NEWLINK and msg["flags"] & IFF_UP:
+                    emit(name, msg["index"])
+                elif msg["header"]["type"] in (RTM_NEWLINK, RTM_DELLINK):
+                    emit(name, None)  # gone, or down: the kernel drops its routes either way

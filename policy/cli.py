@@ -167,3 +167,7 @@ def delete(ctx: Context, kind, names, paths, namespace):
 
 def main():
     cli(prog_name="policyctl")
+
+
+if __name__ == "__main__":
+    main()

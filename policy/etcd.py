@@ -20,13 +20,13 @@ from policy.kv import ABSENT, ANY, PRESENT, Change, Compacted, Conflict, KeyValu
 log = logging.getLogger(__name__)
 
 # Detect a silently dead peer within ~15 s and reconnect quickly after an etcd restart.
+# (grpc.min_reconnect_backoff_ms is left alone: grpc uses it as the connect timeout.)
 _GRPC_OPTIONS = [
     ("grpc.keepalive_time_ms", 10_000),
     ("grpc.keepalive_timeout_ms", 5_000),
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.max_pings_without_data", 0),
     ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 1_000),
     ("grpc.max_receive_message_length", 64 * 1024 * 1024),
 ]
@@ -138,6 +138,14 @@ class EtcdKV:
                 return
             start = response.kvs[-1].key + b"\0"
 
+    def prefix_state(self, prefix: str) -> tuple[int, int]:
+        start, end = prefix.encode(), increment_last_byte(prefix.encode())
+        count = self._call("Range", etcdrpc.RangeRequest(key=start, range_end=end, count_only=True)).count
+        newest = self._call("Range", etcdrpc.RangeRequest(
+            key=start, range_end=end, limit=1, keys_only=True,
+            sort_order=etcdrpc.RangeRequest.DESCEND, sort_target=etcdrpc.RangeRequest.MOD)).kvs
+        return count, (newest[0].mod_revision if newest else 0)
+
     def commit(self, writes: Sequence[Write]) -> int:
         compares, success = [], []
         for write in writes:
@@ -194,6 +202,8 @@ class EtcdKV:
                     raise Compacted(response.compact_revision)
                 if response.canceled:
                     raise Unavailable(f"watch cancelled by etcd: {response.cancel_reason}")
+                if response.created:
+                    log.debug("watch %d created on %s from revision %d", response.watch_id, prefix, start_revision)
                 if not response.events:
                     continue
                 changes = [

@@ -68,6 +68,10 @@ class KV(Protocol):
         """All keys under prefix as one consistent snapshot, in pages, each with the snapshot revision."""
         ...
 
+    def prefix_state(self, prefix: str) -> tuple[int, int]:
+        """(number of keys, newest mod revision) under prefix: a cheap check that a watch keeps up."""
+        ...
+
     def commit(self, writes: Sequence[Write]) -> int:
         """Apply all writes in one transaction or none (Conflict); return the new revision."""
         ...

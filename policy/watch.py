@@ -1,10 +1,14 @@
 """List-then-watch of one etcd prefix that survives compaction, lost connections and restarts.
 
 After any break it re-lists and emits only the difference from what it already emitted
-(deletes included), so a consumer's state always converges to etcd's."""
+(deletes included), so a consumer's state always converges to etcd's.  A guard checks that
+an open watch keeps up: etcd can accept a watch while it is still restoring after a restart
+and then never deliver its events, so a watch found behind twice in a row is re-listed."""
 
 import logging
 import random
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from threading import Event
@@ -36,6 +40,20 @@ class Backoff:
         return delay * random.uniform(0.8, 1.2)
 
 
+@dataclass(frozen=True)
+class WatchGuard:
+    """When to check that a watch keeps up: soon after it opens, then every `interval` seconds;
+    `confirm` seconds after a check finds it behind, a second check decides."""
+
+    first: float = 1.0
+    interval: float = 10.0
+    confirm: float = 0.5
+
+
+class WatchStalled(KVError):
+    pass
+
+
 class Syncer:
     def __init__(
         self,
@@ -46,36 +64,80 @@ class Syncer:
         backoff: Backoff = Backoff(),
         page_size: int = 1000,
         on_resync: Callable[[str], None] = lambda reason: None,
+        guard: WatchGuard = WatchGuard(),
     ):
         self._kv, self._prefix, self._emit, self._stop = kv, prefix, emit, stop
-        self._backoff, self._page_size, self._on_resync = backoff, page_size, on_resync
+        self._backoff, self._page_size, self._on_resync, self._guard = backoff, page_size, on_resync, guard
         self._held: dict[str, tuple[int, int]] = {}
+        self._seen_revision = 0
+        self._delivered = False
 
     def run(self) -> None:
         """Loop until stop is set; never raises, never retries the same revision twice in a row."""
         delay = 0.0
         while not self._stop.is_set():
+            self._delivered = False
             try:
-                revision = self._relist()
-                for changes, revision in self._kv.watch(self._prefix, revision + 1, self._stop):
-                    delay = 0.0  # the watch works again: the next failure starts a fresh backoff
-                    self._emit(SyncBatch(self._remember(changes), revision, complete=True))
+                self._list_and_watch()
+                continue  # returns only once stopped
             except Compacted as exc:
-                log.info("watch of %s fell behind compaction (%s); re-listing", self._prefix, exc)
-                self._on_resync("compacted")
-                # The first re-list is immediate: it is at a new revision.  Repeats back off.
-                self._stop.wait(Backoff.jittered(delay))
-                delay = self._backoff.next(delay)
+                reason, error = "compacted", exc
+            except WatchStalled as exc:
+                reason, error = "stalled", exc
             except KVError as exc:
-                delay = self._backoff.next(delay)
-                log.warning("etcd unavailable for %s (%s); re-listing in %.1fs", self._prefix, exc, delay)
-                self._on_resync("unavailable")
-                self._stop.wait(Backoff.jittered(delay))
-            except Exception:  # a bug must not end the watch: log it loudly and start over
-                delay = self._backoff.next(delay)
-                log.exception("unexpected error watching %s; re-listing in %.1fs", self._prefix, delay)
-                self._on_resync("error")
-                self._stop.wait(Backoff.jittered(delay))
+                reason, error = "unavailable", exc
+            except Exception as exc:  # a bug must not end the watch: log it loudly and start over
+                reason, error = "error", exc
+            if self._delivered:
+                delay = 0.0  # the watch worked for a while: start a fresh backoff
+            # After compaction or a stall the first re-list is immediate (it is at a new revision).
+            immediate = reason in ("compacted", "stalled") and delay == 0.0
+            delay = self._backoff.next(delay)
+            wait = 0.0 if immediate else Backoff.jittered(delay)
+            log.log(logging.ERROR if reason == "error" else logging.WARNING, "watch of %s: %s (%s); re-listing in %.1fs",
+                    self._prefix, reason, error, wait, exc_info=reason == "error")
+            self._on_resync(reason)
+            self._stop.wait(wait)
+
+    def _list_and_watch(self) -> None:
+        revision = self._relist()
+        watch_stop, stalled = Event(), Event()
+        guard = threading.Thread(target=self._guard_watch, args=(watch_stop, stalled), name="watch-guard", daemon=True)
+        guard.start()
+        try:
+            for changes, revision in self._kv.watch(self._prefix, revision + 1, watch_stop):
+                self._emit(SyncBatch(self._remember(changes), revision, complete=True))
+                self._seen_revision = revision
+                self._delivered = True
+        finally:
+            watch_stop.set()
+            guard.join()
+        if stalled.is_set():
+            raise WatchStalled(f"watch of {self._prefix} stopped delivering events")
+
+    def _guard_watch(self, watch_stop: Event, stalled: Event) -> None:
+        """Stop the watch (marking it stalled) if etcd holds changes it has not delivered."""
+        due = time.monotonic() + self._guard.first
+        behind_since = None
+        while not watch_stop.is_set():
+            if self._stop.is_set():
+                watch_stop.set()
+                return
+            if time.monotonic() < due:
+                watch_stop.wait(0.1)
+                continue
+            try:
+                count, newest = self._kv.prefix_state(self._prefix)
+            except KVError:
+                due = time.monotonic() + self._guard.interval  # the watch itself will notice
+                continue
+            behind = newest > self._seen_revision or count != len(self._held)
+            if behind and behind_since is not None:
+                stalled.set()
+                watch_stop.set()
+                return
+            behind_since = time.monotonic() if behind else None
+            due = time.monotonic() + (self._guard.confirm if behind else self._guard.interval)
 
     def _remember(self, changes: list[Change]) -> list[Change]:
         for change in changes:
@@ -98,4 +160,6 @@ class Syncer:
                 self._emit(SyncBatch(self._remember(changed), revision, complete=False))
         gone = [Change(key, None, revision) for key in self._held.keys() - seen]
         self._emit(SyncBatch(self._remember(sorted(gone, key=lambda c: c.key)), revision, complete=True))
+        self._seen_revision = revision
+        log.info("listed %s: %d keys at revision %d (%d removed)", self._prefix, len(seen), revision, len(gone))
         return revision

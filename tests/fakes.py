@@ -22,6 +22,7 @@ class FakeKV:
         self._generation = 0  # bumped to break every open watch, as a lost connection does
         self.writes_before_next_watch: list[tuple[str, bytes | None]] = []
         self.compacted_watches = 0
+        self.deaf = False  # a watch that stays open but delivers nothing (seen after etcd restarts)
 
     def admin(self):
         """Hold the store (as another etcd client would), writing even while 'down' for the agent."""
@@ -54,6 +55,12 @@ class FakeKV:
             revision = self.revision
         for start in range(0, max(len(items), 1), page_size):
             yield items[start:start + page_size], revision
+
+    def prefix_state(self, prefix: str) -> tuple[int, int]:
+        with self._cond:
+            self._check_up()
+            items = [kv for k, kv in self.data.items() if k.startswith(prefix)]
+            return len(items), max((kv.mod_revision for kv in items), default=0)
 
     def commit(self, writes: list[Write]) -> int:
         with self._cond:
@@ -122,7 +129,7 @@ class FakeKV:
                 if position <= self.compacted:
                     raise Compacted(self.compacted)
                 changes = [c for c in self.history if c.mod_revision >= position and c.key.startswith(prefix)]
-                if not changes:
+                if not changes or self.deaf:
                     self._cond.wait(0.05)
                     continue
                 position = self.revision + 1
@@ -186,7 +193,8 @@ class FakeKernel:
     def enable_forwarding(self) -> None:
         self.forwarding = True
 
-    def watch_links(self, emit, stop: threading.Event) -> None:
+    def watch_links(self, emit, stop: threading.Event, subscribed: threading.Event) -> None:
+        subscribed.set()
         stop.wait()
 
     def routes_by_name(self) -> set[tuple[str, str]]:

@@ -45,8 +45,10 @@ class Daemon:
             return ""
 
 
-def wait_for(predicate, timeout: float, interval: float = 0.05, what: str = "condition"):
-    """Poll predicate until it returns a truthy value or the time is up (then raise)."""
+def wait_for(predicate, timeout: float, interval: float = 0.05, what="condition"):
+    """Poll predicate until it returns a truthy value or the time is up (then raise).
+
+    what: a description, or a callable giving one (evaluated on failure, to show the state)."""
     deadline = time.monotonic() + timeout
     last_error = None
     while time.monotonic() < deadline:
@@ -57,4 +59,5 @@ def wait_for(predicate, timeout: float, interval: float = 0.05, what: str = "con
         except Exception as exc:  # noqa: BLE001 - polled conditions fail while things start
             last_error = exc
         time.sleep(interval)
+    what = what() if callable(what) else what
     raise TimeoutError(f"timed out after {timeout}s waiting for {what}" + (f" (last error: {last_error})" if last_error else ""))

@@ -11,6 +11,7 @@ import secrets
 import shutil
 import sys
 import tempfile
+import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ from policy.names import host_interface_name
 from policy.resources import Metadata, WorkloadEndpoint, WorkloadEndpointSpec
 from policy.store import ResourceStore
 from tests.lab import netns
+from tests.lab.certs import make_certificates
 from tests.lab.processes import Daemon, wait_for
 
 ETCD_LINK = 200
@@ -79,7 +81,7 @@ class Node:
 
 
 class Lab:
-    def __init__(self, nodes: int = 2, felix_args: tuple[str, ...] = (), lab_id: str | None = None):
+    def __init__(self, nodes: int = 2, felix_args: tuple[str, ...] = (), lab_id: str | None = None, tls: bool = False):
         self.id = lab_id or secrets.token_hex(3)
         self.dir = Path(tempfile.mkdtemp(prefix=f"calyx-lab-{self.id}-"))
         self.namespaces: list[str] = []
@@ -89,7 +91,8 @@ class Lab:
         self.etcd: Daemon | None = None
         self.fabric = self._ns("fabric")
         self.etcd_ns = self._ns("etcd")
-        self.etcd_url = f"http://198.18.{ETCD_LINK}.2:2379"
+        self.tls = make_certificates(self.dir) if tls else None
+        self.etcd_url = f"{'https' if tls else 'http'}://198.18.{ETCD_LINK}.2:2379"
         self.prefix = "/calyx"
         self._kv: EtcdKV | None = None
 
@@ -145,28 +148,50 @@ class Lab:
             netns.in_ns(ns, "ip", "-6", "route", "add", "default", "via", f"fd00:18:{index}::1")
 
     # -- etcd -----------------------------------------------------------------------------
-    def start_etcd(self) -> None:
+    def start_etcd(self, local_only: bool = False) -> None:
+        """local_only: listen on the etcd namespace's loopback alone, out of every node's reach."""
         data = self.dir / "etcd-data"
+        local = "https://127.0.0.1:2379" if self.tls else "http://127.0.0.1:2379"
         cmd = ["ip", "netns", "exec", self.etcd_ns, shutil.which("etcd") or "etcd", "--name", "lab",
-               "--data-dir", str(data), "--listen-client-urls", f"{self.etcd_url},http://127.0.0.1:2379",
+               "--data-dir", str(data), "--listen-client-urls", local if local_only else f"{self.etcd_url},{local}",
                "--advertise-client-urls", self.etcd_url, "--listen-peer-urls", "http://127.0.0.1:2380",
                "--initial-advertise-peer-urls", "http://127.0.0.1:2380", "--initial-cluster", "lab=http://127.0.0.1:2380",
                "--logger", "zap", "--log-level", "warn"]
+        if self.tls:
+            cmd += ["--cert-file", self.tls["server_cert"], "--key-file", self.tls["server_key"],
+                    "--client-cert-auth", "--trusted-ca-file", self.tls["ca"]]
         self.etcd = self._daemon("etcd", cmd)
-        wait_for(lambda: self.kv.get("/lab-probe") is None, timeout=20, what="etcd to answer")
+        wait_for(lambda: "is healthy" in netns.in_ns(self.etcd_ns, "etcdctl", *self._etcdctl_flags(), "endpoint", "health",
+                                                     check=False).stderr, timeout=20, what="etcd to answer")
 
-    def restart_etcd(self) -> None:
+    def restart_etcd(self, local_only: bool = False) -> None:
         self.etcd.kill9()
         self.daemons.remove(self.etcd)
-        self.start_etcd()
+        self.start_etcd(local_only)
+
+    def _etcdctl_flags(self) -> list[str]:
+        if not self.tls:
+            return ["--endpoints", "http://127.0.0.1:2379"]
+        return ["--endpoints", "https://127.0.0.1:2379", "--cacert", self.tls["ca"], "--cert", self.tls["client_cert"],
+                "--key", self.tls["client_key"]]
 
     def etcdctl(self, *args: str) -> str:
-        return netns.in_ns(self.etcd_ns, "etcdctl", "--endpoints", "http://127.0.0.1:2379", *args).stdout
+        return netns.in_ns(self.etcd_ns, "etcdctl", *self._etcdctl_flags(), *args).stdout
+
+    def etcd_flags(self) -> list[str]:
+        """Command-line flags that let a Calyx command reach this lab's etcd."""
+        flags = ["--etcd-endpoints", self.etcd_url, "--etcd-prefix", self.prefix]
+        if self.tls:
+            flags += ["--etcd-ca-cert-file", self.tls["ca"], "--etcd-cert-file", self.tls["client_cert"],
+                      "--etcd-key-file", self.tls["client_key"]]
+        return flags
 
     @property
     def kv(self) -> EtcdKV:
         if self._kv is None:
-            self._kv = EtcdKV(EtcdSettings(endpoints=(self.etcd_url,), timeout=3))
+            tls = self.tls or {}
+            self._kv = EtcdKV(EtcdSettings(endpoints=(self.etcd_url,), timeout=3, ca_cert_file=tls.get("ca"),
+                                           cert_file=tls.get("client_cert"), key_file=tls.get("client_key")))
         return self._kv
 
     @property
@@ -177,7 +202,7 @@ class Lab:
     def start_felix(self, node: str, *extra: str) -> Daemon:
         n = self.nodes[node]
         cmd = ["ip", "netns", "exec", n.netns, sys.executable, "-m", "felix.main", "--node-name", node,
-               "--etcd-endpoints", self.etcd_url, "--etcd-prefix", self.prefix, *self.felix_args, *extra]
+               *self.etcd_flags(), *self.felix_args, *extra]
         n.felix = self._daemon(f"felix-{node}", cmd)
         return n.felix
 
@@ -206,17 +231,22 @@ class Lab:
         return daemon
 
     # -- workloads ------------------------------------------------------------------------
-    def add_workload(self, node: str, name: str, namespace: str = DEFAULT_NAMESPACE) -> Workload:
+    def add_workload(self, node: str, name: str, namespace: str = DEFAULT_NAMESPACE, attach: bool = True) -> Workload:
+        """A workload namespace with the next free addresses of its node; attach=False plans it only."""
         n = self.nodes[node]
         k = len(n.workloads) + 1
         ns = self._ns(f"{node}-{name}")
         self._add_ns(ns)
         interface = host_interface_name(namespace, name)
-        ip, ipv6 = f"198.19.{n.index}.{k}", f"fd00:19:{n.index}::{k}"
-        attach_workload(ns, interface, [ip, ipv6], host_netns=n.netns)
-        workload = Workload(node, name, ns, ip, ipv6, interface, namespace)
+        workload = Workload(node, name, ns, f"198.19.{n.index}.{k}", f"fd00:19:{n.index}::{k}", interface, namespace)
         n.workloads.append(workload)
+        if attach:
+            self.attach(workload)
         return workload
+
+    def attach(self, workload: Workload) -> None:
+        attach_workload(workload.netns, workload.interface, [workload.ip, workload.ipv6],
+                        host_netns=self.nodes[workload.node].netns)
 
     def remove_workload_interface(self, workload: Workload) -> None:
         detach_workload(workload.interface, host_netns=self.nodes[workload.node].netns)
@@ -225,11 +255,13 @@ class Lab:
         return [w for n in self.nodes.values() for w in n.workloads]
 
     def kernel_routes(self, node: str) -> set[tuple[str, str]]:
-        """(destination, device) of every proto-76 route on a node, IPv4 and IPv6."""
+        """(destination, device) of every proto-76 workload route on a node (blackholes are IPAM's)."""
         routes = set()
         for family in ("-4", "-6"):
             out = netns.run("ip", "-n", self.nodes[node].netns, "-j", family, "route", "show", "proto", "76").stdout
             for r in json.loads(out or "[]"):
+                if "dev" not in r:
+                    continue
                 dst = r["dst"] if "/" in r["dst"] else r["dst"] + ("/128" if ":" in r["dst"] else "/32")
                 routes.add((dst, r.get("dev", "")))
         return routes

@@ -6,7 +6,7 @@ import pytest
 from policy.kv import Conflict
 from policy.resources import Metadata, Node, WorkloadEndpoint, WorkloadEndpointSpec
 from policy.store import NotFound, Ref, ResourceStore, WriteMode, decode
-from policy.watch import Backoff, Syncer
+from policy.watch import Backoff, Syncer, WatchGuard
 from tests.fakes import FakeKV
 
 
@@ -161,3 +161,20 @@ def test_watch_behind_compaction_relists_instead_of_retrying_the_same_revision()
     thread.join(timeout=2)
     assert kv.compacted_watches == 1
     assert kv.list_calls == lists + 2  # one re-list for the break, one for the compaction; no loop
+
+
+def test_a_watch_that_stops_delivering_is_detected_and_relisted():
+    kv, sink, stop = FakeKV(), Collector(), threading.Event()
+    kv.put("/p/a", b"1")
+    syncer = Syncer(kv, "/p/", sink, stop, Backoff(initial=0.01, maximum=0.05),
+                    guard=WatchGuard(first=0.05, interval=0.1, confirm=0.05))
+    thread = threading.Thread(target=syncer.run, daemon=True)
+    thread.start()
+    wait_until(lambda: sink.complete_revisions)
+    kv.deaf = True  # the watch stays open but says nothing, as after some etcd restarts
+    kv.put("/p/b", b"2")
+    kv.delete("/p/a")
+    wait_until(lambda: sink.state == expected(kv), timeout=3)
+    stop.set()
+    thread.join(timeout=2)
+    assert not thread.is_alive()

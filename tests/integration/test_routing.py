@@ -1,0 +1,36 @@
+"""Workloads reach each other through the routes felix programs (static fabric routes between nodes)."""
+
+from tests.lab.traffic import ping, reachability, start_echo_servers, tcp
+
+
+def test_all_workloads_reach_each_other_by_ping_and_tcp(cluster):
+    start_echo_servers(cluster)
+    table = reachability(cluster)
+    assert len(table) == 12
+    failures = {pair: result for pair, result in table.items() if result != (True, True)}
+    assert not failures, f"unreachable (ping, tcp): {failures}"
+
+
+def test_ipv6_same_node_and_across_nodes(cluster):
+    a, b = cluster.nodes["node1"].workloads
+    c = cluster.nodes["node2"].workloads[0]
+    start_echo_servers(cluster)
+    assert ping(a, b.ipv6, wait=2) and tcp(a, b.ipv6)
+    assert ping(a, c.ipv6, wait=2) and tcp(a, c.ipv6)
+
+
+def test_kernel_routes_match_endpoints_and_interfaces_are_configured(cluster):
+    for name, node in cluster.nodes.items():
+        expected = {(f"{w.ip}/32", w.interface) for w in node.workloads} | {(f"{w.ipv6}/128", w.interface) for w in node.workloads}
+        assert cluster.kernel_routes(name) == expected
+        w = node.workloads[0]
+        sysctl = lambda key: open_ns_sysctl(node.netns, key)  # noqa: E731
+        assert sysctl(f"net.ipv4.conf.{w.interface}.proxy_arp") == "1"
+        assert sysctl(f"net.ipv4.neigh.{w.interface}.proxy_delay") == "0"
+        assert sysctl(f"net.ipv6.conf.{w.interface}.proxy_ndp") == "1"
+        assert sysctl("net.ipv4.ip_forward") == "1"
+
+
+def open_ns_sysctl(ns: str, key: str) -> str:
+    from tests.lab import netns
+    return netns.in_ns(ns, "sysctl", "-n", key).stdout.strip()
