@@ -73,6 +73,7 @@ class Agent:
             thread.join(timeout=5)
 
     def _on_link(self, name: str | None, ifindex: int | None) -> None:
+        log.debug("link event: %s -> %s", name, ifindex)
         self._queue.put(_LINKS_LOST if name is None else (name, ifindex))
 
     def _drain(self, timeout: float) -> bool:

@@ -1,15 +1,15 @@
 """The kernel seam on pyroute2: the only module of the agent that speaks netlink or writes sysctls."""
 
+import asyncio
 import errno
 import ipaddress
 import logging
-import select
 import socket
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from threading import Event
 
-from pyroute2 import IPRoute
+from pyroute2 import AsyncIPRoute, IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.rtnl import RTMGRP_LINK
 
@@ -115,27 +115,31 @@ class NetlinkKernel:
         _write_sysctl("net/ipv6/conf/all/forwarding", "1")
 
     def watch_links(self, emit: Callable[[str | None, int | None], None], stop: Event, subscribed: Event) -> None:
-        # pyroute2's sockets belong to the thread that made them: subscribe here, then say so.
-        with IPRoute() as events:
-            events.bind(groups=RTMGRP_LINK)
-            subscribed.set()
-            self._read_link_events(events, emit, stop)
+        asyncio.run(self._watch_links(emit, stop, subscribed))
 
     @staticmethod
-    def _read_link_events(events: IPRoute, emit: Callable[[str | None, int | None], None], stop: Event) -> None:
-        while not stop.is_set():
-            ready, _, _ = select.select([events], [], [], 0.5)
-            if not ready:
-                continue
-            try:
-                messages = events.get()
-            except (NetlinkError, OSError) as exc:  # ENOBUFS: the kernel dropped events
-                log.warning("link events lost (%s); re-reading interfaces", exc)
-                emit(None, None)
-                continue
-            for msg in messages:
-                name = msg.get_attr("IFLA_IFNAME")
-                if msg["header"]["type"] == RTM_NEWLINK and msg["flags"] & IFF_UP:
-                    emit(name, msg["index"])
-                elif msg["header"]["type"] in (RTM_NEWLINK, RTM_DELLINK):
-                    emit(name, None)  # gone, or down: the kernel drops its routes either way
+    async def _watch_links(emit: Callable[[str | None, int | None], None], stop: Event, subscribed: Event) -> None:
+        # pyroute2 buffers datagrams behind its own event loop, so a select() on its socket
+        # can lag one event behind: read through the asyncio API, in this thread's own loop.
+        async with AsyncIPRoute() as events:
+            await events.bind(groups=RTMGRP_LINK)
+            subscribed.set()
+            while not stop.is_set():
+                try:
+                    messages = await asyncio.wait_for(_one_datagram(events), timeout=0.5)
+                except asyncio.TimeoutError:
+                    continue
+                except (NetlinkError, OSError) as exc:  # ENOBUFS: the kernel dropped events
+                    log.warning("link events lost (%s); re-reading interfaces", exc)
+                    emit(None, None)
+                    continue
+                for msg in messages:
+                    name = msg.get_attr("IFLA_IFNAME")
+                    if msg["header"]["type"] == RTM_NEWLINK and msg["flags"] & IFF_UP:
+                        emit(name, msg["index"])
+                    elif msg["header"]["type"] in (RTM_NEWLINK, RTM_DELLINK):
+                        emit(name, None)  # gone, or down: the kernel drops its routes either way
+
+
+async def _one_datagram(events: AsyncIPRoute) -> list:
+    return [msg async for msg in events.get()]

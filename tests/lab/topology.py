@@ -116,7 +116,7 @@ class Lab:
         self._add_ns(self.fabric)
         netns.in_ns(self.fabric, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1")
         self._link(ctl_namespace(), CTL_LINK, own=True)
-        netns.run("ip", "route", "add", "198.18.0.0/15", "via", f"198.18.{CTL_LINK}.1")
+        netns.run("ip", "route", "replace", "198.18.0.0/15", "via", f"198.18.{CTL_LINK}.1")
         self._add_ns(self.etcd_ns)
         self._link(self.etcd_ns, ETCD_LINK)
         self.start_etcd()
@@ -274,6 +274,9 @@ class Lab:
         if self._kv is not None:
             self._kv.close()
             self._kv = None
+        # Namespaces die asynchronously: drop our end of the controller link now, so the next
+        # lab finds this namespace clean.
+        netns.run("ip", "link", "del", f"lab{self.id}", check=False)
         for ns in reversed(self.namespaces):
             netns.remove(ns)
         self.namespaces.clear()
