@@ -28,8 +28,8 @@ IFF_UP = 0x1
 # Per workload interface, as Calico does: answer ARP/NDP for the gateway, forward, ignore RAs.
 _IPV4_SYSCTLS = {"net/ipv4/conf/{}/proxy_arp": "1", "net/ipv4/neigh/{}/proxy_delay": "0",
                  "net/ipv4/conf/{}/forwarding": "1", "net/ipv4/conf/{}/rp_filter": "1"}
-_IPV6_SYSCTLS = {"net/ipv6/conf/{}/proxy_ndp": "1", "net/ipv6/conf/{}/forwarding": "1",
-                 "net/ipv6/conf/{}/accept_ra": "0"}
+_IPV6_SYSCTLS = {"net/ipv6/conf/{}/proxy_ndp": "1", "net/ipv6/neigh/{}/proxy_delay": "0",
+                 "net/ipv6/conf/{}/forwarding": "1", "net/ipv6/conf/{}/accept_ra": "0"}
 
 
 def _write_sysctl(path: str, value: str) -> None:

@@ -1,5 +1,6 @@
 """Workloads reach each other through the routes felix programs (static fabric routes between nodes)."""
 
+from tests.lab.processes import wait_for
 from tests.lab.traffic import ping, reachability, start_echo_servers, tcp
 
 
@@ -15,8 +16,11 @@ def test_ipv6_same_node_and_across_nodes(cluster):
     a, b = cluster.nodes["node1"].workloads
     c = cluster.nodes["node2"].workloads[0]
     start_echo_servers(cluster)
-    assert ping(a, b.ipv6, wait=2) and tcp(a, b.ipv6)
-    assert ping(a, c.ipv6, wait=2) and tcp(a, c.ipv6)
+    # A fresh veth's link-local addresses need duplicate address detection (~1-2 s) before
+    # neighbour discovery can answer: allow for it once, then expect every packet to pass.
+    wait_for(lambda: ping(a, b.ipv6) and ping(a, c.ipv6), timeout=5, what="IPv6 neighbour discovery")
+    assert ping(a, b.ipv6, count=3) and tcp(a, b.ipv6)
+    assert ping(a, c.ipv6, count=3) and tcp(a, c.ipv6)
 
 
 def test_kernel_routes_match_endpoints_and_interfaces_are_configured(cluster):
