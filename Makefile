@@ -38,7 +38,7 @@ demo-down: setup
 	$(PY) -m tests.lab.demo --down
 
 bench: setup
-	$(PY) -m pytest -q -s tests/bench -p no:cacheprovider
+	$(PY) -m tests.bench.bench_routes
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis *.egg-info

@@ -120,7 +120,13 @@ class Agent:
 
     def _program(self) -> None:
         started = time.perf_counter()
-        result = self._driver.apply()
+        try:
+            result = self._driver.apply()
+        except Exception:  # a kernel surprise must not kill the agent: what is programmed stays
+            log.exception("programming routes failed; retrying")
+            self.metrics.route_errors.inc()
+            self._driver.resync_pending()
+            return
         self.metrics.apply_seconds.observe(time.perf_counter() - started)
         self.metrics.route_writes.labels("add").inc(result.added)
         self.metrics.route_writes.labels("delete").inc(result.deleted)

@@ -21,8 +21,8 @@ class RouteError(Exception):
 
 
 class Kernel(Protocol):
-    def links(self) -> dict[str, int]:
-        """Interface name -> ifindex of the interfaces that are up, in this network namespace."""
+    def links(self, names: Iterable[str]) -> dict[str, int]:
+        """Name -> ifindex of those of the named interfaces that exist and are up."""
         ...
 
     def workload_routes(self) -> set[KernelRoute]:

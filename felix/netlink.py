@@ -2,11 +2,13 @@
 
 import asyncio
 import errno
+import fcntl
+import os
+import struct
 import ipaddress
 import logging
 import socket
 from collections.abc import Callable, Iterable
-from pathlib import Path
 from threading import Event
 
 from pyroute2 import AsyncIPRoute, IPRoute
@@ -14,6 +16,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.rtnl import RTMGRP_LINK
 
 from felix.kernel import WORKLOAD_ROUTE_PROTO, KernelRoute, RouteError
+from felix.route_batch import RouteBatch
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +25,8 @@ RTN_UNICAST = 1
 SCOPE_LINK = 253
 NTF_PROXY = 0x08
 RTM_NEWLINK, RTM_DELLINK = 16, 17
+RTM_NEWROUTE, RTM_DELROUTE = 24, 25
+SIOCGIFFLAGS = 0x8913
 IPV6_GATEWAY = "fe80::1"
 IFF_UP = 0x1
 
@@ -33,19 +38,39 @@ _IPV6_SYSCTLS = {"net/ipv6/conf/{}/proxy_ndp": "1", "net/ipv6/neigh/{}/proxy_del
 
 
 def _write_sysctl(path: str, value: str) -> None:
-    Path("/proc/sys", path).write_text(value)
+    fd = os.open(f"/proc/sys/{path}", os.O_WRONLY)
+    try:
+        os.write(fd, value.encode())
+    finally:
+        os.close(fd)
 
 
 class NetlinkKernel:
     def __init__(self) -> None:
         self._ipr = IPRoute()
+        self._batch = RouteBatch()
+        self._ioctl_socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 
     def close(self) -> None:
         self._ipr.close()
+        self._batch.close()
+        self._ioctl_socket.close()
 
-    def links(self) -> dict[str, int]:
-        """Interfaces that are up: the kernel refuses routes on a down one (ENETDOWN)."""
-        return {link.get_attr("IFLA_IFNAME"): link["index"] for link in self._ipr.get_links() if link["flags"] & IFF_UP}
+    def links(self, names: Iterable[str]) -> dict[str, int]:
+        """The named interfaces that exist and are up (the kernel refuses routes on a down one).
+
+        Two ioctls per name: a netlink dump of every link costs pyroute2 ~0.5 ms and ~30 KiB per
+        interface, which on a node with 20,000 interfaces is 10 s and 600 MiB."""
+        found = {}
+        for name in names:
+            try:
+                request = struct.pack("16sH14x", name.encode(), 0)
+                flags = struct.unpack_from("H", fcntl.ioctl(self._ioctl_socket, SIOCGIFFLAGS, request), 16)[0]
+                if flags & IFF_UP:
+                    found[name] = socket.if_nametoindex(name)
+            except OSError:
+                continue  # no such interface (yet)
+        return found
 
     def workload_routes(self) -> set[KernelRoute]:
         routes = set()
@@ -60,22 +85,18 @@ class NetlinkKernel:
                 routes.add(KernelRoute(str(ipaddress.ip_network(f"{dst}/{msg['dst_len']}")), oif))
         return routes
 
-    def _route(self, command: str, route: KernelRoute) -> None:
-        v6 = ":" in route.dst
-        self._ipr.route(command, dst=route.dst, oif=route.ifindex, proto=WORKLOAD_ROUTE_PROTO,
-                        table=MAIN_TABLE, type=RTN_UNICAST, **({} if v6 else {"scope": SCOPE_LINK}))
-
     def add_routes(self, routes: Iterable[KernelRoute]) -> list[RouteError]:
         errors = []
-        for route in routes:
-            try:
-                self._route("add", route)
-            except NetlinkError as exc:
-                if exc.code == errno.EEXIST and self._is_ours(route):
-                    continue  # already there (it survived a link flap)
-                reason = "a route to this destination that Calyx does not own exists" if exc.code == errno.EEXIST else str(exc)
-                errors.append(RouteError(route, reason))
+        for route, code in self._batch.apply(RTM_NEWROUTE, list(routes)):
+            if code == errno.EEXIST and self._is_ours(route):
+                continue  # already there (it survived a link flap)
+            reason = "a route to this destination that Calyx does not own exists" if code == errno.EEXIST else os.strerror(code)
+            errors.append(RouteError(route, reason))
         return errors
+
+    def delete_routes(self, routes: Iterable[KernelRoute]) -> list[RouteError]:
+        return [RouteError(route, os.strerror(code)) for route, code in self._batch.apply(RTM_DELROUTE, list(routes))
+                if code not in (errno.ESRCH, errno.ENODEV)]
 
     def _is_ours(self, route: KernelRoute) -> bool:
         network = ipaddress.ip_network(route.dst)
@@ -85,16 +106,6 @@ class NetlinkKernel:
             if msg["proto"] == WORKLOAD_ROUTE_PROTO and msg.get_attr("RTA_OIF") == route.ifindex:
                 return True
         return False
-
-    def delete_routes(self, routes: Iterable[KernelRoute]) -> list[RouteError]:
-        errors = []
-        for route in routes:
-            try:
-                self._route("del", route)
-            except NetlinkError as exc:
-                if exc.code not in (errno.ESRCH, errno.ENODEV):
-                    errors.append(RouteError(route, str(exc)))
-        return errors
 
     def configure_interface(self, name: str, ipv4: bool, ipv6: bool) -> None:
         for path, value in (_IPV4_SYSCTLS.items() if ipv4 else ()):

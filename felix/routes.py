@@ -27,6 +27,7 @@ class RouteDriver:
         self._configured: dict[str, tuple[int, bool, bool]] = {}
         self._dirty_interfaces: set[str] = set()
         self._dirty_indexes: set[int] = set()
+        self._needs_resync = False
 
     @property
     def route_count(self) -> int:
@@ -34,7 +35,7 @@ class RouteDriver:
 
     @property
     def pending(self) -> bool:
-        return bool(self._dirty_interfaces or self._dirty_indexes)
+        return self._needs_resync or bool(self._dirty_interfaces or self._dirty_indexes)
 
     def set_desired(self, interface: str, networks: frozenset[str] | None) -> None:
         if networks is None:
@@ -44,6 +45,9 @@ class RouteDriver:
         self._dirty_interfaces.add(interface)
 
     def link_changed(self, name: str, ifindex: int | None) -> None:
+        """Track the interfaces endpoints use; others are looked up if an endpoint names them later."""
+        if name not in self._desired and name not in self._links:
+            return
         old = self._links.get(name)
         if ifindex is None:
             self._links.pop(name, None)
@@ -59,7 +63,8 @@ class RouteDriver:
 
     def resync(self) -> None:
         """Forget what we believe and re-read links and routes, so the next apply sweeps strays."""
-        self._links = self._kernel.links()
+        self._needs_resync = False
+        self._links = self._kernel.links(self._desired)
         self._programmed = {}
         for route in self._kernel.workload_routes():
             self._programmed.setdefault(route.ifindex, set()).add(route.dst)
@@ -68,14 +73,24 @@ class RouteDriver:
         self._dirty_interfaces = set(self._desired)
         self._configured = {n: c for n, c in self._configured.items() if self._links.get(n) == c[0]}
 
+    def resync_pending(self) -> None:
+        """After an unexpected failure nothing of the cache can be trusted: re-read at the next apply."""
+        self._needs_resync = True
+
     def apply(self) -> ApplyResult:
         """Delete what is not desired, then add what is missing; failures stay dirty for a retry."""
+        if self._needs_resync:
+            self.resync()
         deletes: list[KernelRoute] = []
         adds: list[KernelRoute] = []
         for ifindex in self._dirty_indexes:
             deletes.extend(KernelRoute(dst, ifindex) for dst in self._programmed.get(ifindex, ()))
         for name in self._dirty_interfaces:
             ifindex = self._links.get(name)
+            if ifindex is None and name in self._desired:
+                ifindex = self._kernel.links([name]).get(name)
+                if ifindex is not None:
+                    self._links[name] = ifindex
             if ifindex is None:
                 continue  # programmed when the interface appears
             desired = self._desired.get(name, frozenset())

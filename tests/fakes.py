@@ -161,9 +161,9 @@ class FakeKernel:
             ifindex = self.link_table.pop(name)
             self.route_table = {r for r in self.route_table if r.ifindex != ifindex}
 
-    def links(self) -> dict[str, int]:
+    def links(self, names=None) -> dict[str, int]:
         with self._lock:
-            return dict(self.link_table)
+            return {n: i for n, i in self.link_table.items() if names is None or n in names}
 
     def workload_routes(self) -> set[KernelRoute]:
         with self._lock:

@@ -80,3 +80,22 @@ def test_changes_follow_in_order_and_report_the_programmed_revision(world):
     revision = kv.delete("/t/v1/workloadendpoints/default/a")
     wait_until(lambda: agent.status.programmed_revision >= revision)
     assert kernel.route_table == set()
+
+
+def test_an_unexpected_kernel_error_is_survived_and_retried(world):
+    kv, kernel, agent, thread = world
+    store = ResourceStore(kv, "/t")
+    failures = iter([RuntimeError("netlink surprise")])
+    real_add = kernel.add_routes
+
+    def flaky_add(routes):
+        for failure in failures:
+            raise failure
+        return real_add(routes)
+
+    kernel.add_routes = flaky_add
+    revision = store.write([wep("a")], WriteMode.CREATE)
+    thread.start()
+    wait_until(lambda: agent.status.programmed_revision >= revision)
+    assert kernel.routes_by_name() == {("198.19.1.1/32", "cxa")}
+    assert thread.is_alive()
