@@ -109,11 +109,16 @@ class Agent:
         self._complete = self._complete or batch.complete
 
     def _start_resync(self) -> None:
-        if not self.status.in_sync:
+        first = not self.status.in_sync
+        if first:
             log.info("in sync with etcd at revision %d: %d local endpoints; programming", self._revision, len(self._index))
             self._kernel.enable_forwarding()
+        started = time.perf_counter()
         self._driver.resync()
+        read = time.perf_counter()
         self._program()
+        log.log(logging.INFO if first else logging.DEBUG, "kernel read back in %.2fs, %d routes programmed in %.2fs",
+                read - started, self._driver.route_count, time.perf_counter() - read)
         if not self.status.in_sync:
             self.status.in_sync = True
             self.metrics.in_sync.set(1)

@@ -16,7 +16,10 @@ from felix.kernel import WORKLOAD_ROUTE_PROTO, KernelRoute
 NETLINK_ROUTE = 0
 SOL_NETLINK = 270
 NETLINK_CAP_ACK = 10  # error acks without a copy of the request: many fit in the buffer
-NLMSG_ERROR = 2
+NETLINK_GET_STRICT_CHK = 12  # let the kernel filter dumps by the request's header fields
+NLMSG_ERROR, NLMSG_DONE = 2, 3
+RTM_GETROUTE = 26
+NLM_F_DUMP = 0x300
 MAIN_TABLE, RTN_UNICAST, SCOPE_LINK, SCOPE_UNIVERSE = 254, 1, 253, 0
 CHUNK_BYTES = 32 * 1024
 ACK_TIMEOUT = 5.0
@@ -27,6 +30,7 @@ class RouteBatch:
     def __init__(self) -> None:
         self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
         self._sock.setsockopt(SOL_NETLINK, NETLINK_CAP_ACK, 1)
+        self._sock.setsockopt(SOL_NETLINK, NETLINK_GET_STRICT_CHK, 1)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024 * 1024)
         self._sock.bind((0, 0))
         self._sock.settimeout(ACK_TIMEOUT)
@@ -49,6 +53,36 @@ class RouteBatch:
                 chunk, size = [], 0
         if chunk:
             yield from self._send(chunk)
+
+    def dump_ours(self, family: int) -> Iterator[rtmsg]:
+        """Main-table routes with our protocol, filtered by the kernel (pyroute2's own dump
+        parses every route first: 1.5 s on a node whose 10,000 veths each have an IPv6
+        link-local route)."""
+        self._seq += 1
+        request = rtmsg()
+        request["family"] = family
+        request["table"] = MAIN_TABLE
+        request["proto"] = WORKLOAD_ROUTE_PROTO
+        request["header"]["type"] = RTM_GETROUTE
+        request["header"]["flags"] = NLM_F_REQUEST | NLM_F_DUMP
+        request["header"]["sequence_number"] = self._seq
+        request.encode()
+        self._sock.send(bytes(request.data))
+        while True:
+            data = self._sock.recv(1024 * 1024)
+            offset = 0
+            while offset + _HEADER.size <= len(data):
+                length, msg_type, _, seq, _ = _HEADER.unpack_from(data, offset)
+                if seq == self._seq:
+                    if msg_type == NLMSG_DONE:
+                        return
+                    if msg_type == NLMSG_ERROR:
+                        (error,) = struct.unpack_from("i", data, offset + _HEADER.size)
+                        raise OSError(-error, "route dump failed")
+                    msg = rtmsg(data[offset:offset + length])
+                    msg.decode()
+                    yield msg
+                offset += max(length, _HEADER.size)
 
     @staticmethod
     def _encode(msg_type: int, route: KernelRoute, seq: int) -> bytes:

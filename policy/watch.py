@@ -148,6 +148,7 @@ class Syncer:
         return changes
 
     def _relist(self) -> int:
+        started = time.perf_counter()
         seen: set[str] = set()
         revision = 0
         for page, revision in self._kv.pages(self._prefix, self._page_size):
@@ -161,5 +162,6 @@ class Syncer:
         gone = [Change(key, None, revision) for key in self._held.keys() - seen]
         self._emit(SyncBatch(self._remember(sorted(gone, key=lambda c: c.key)), revision, complete=True))
         self._seen_revision = revision
-        log.info("listed %s: %d keys at revision %d (%d removed)", self._prefix, len(seen), revision, len(gone))
+        log.info("listed %s: %d keys at revision %d (%d removed) in %.2fs", self._prefix, len(seen), revision, len(gone),
+                 time.perf_counter() - started)
         return revision

@@ -148,6 +148,8 @@ def main() -> int:
         routes = route_count(ns)
         assert routes == n, f"{routes} routes in the kernel, expected {n}"
 
+        print("felix's own account of the cold start:")
+        print("\n".join("  " + line for line in felix.log_path.read_text().splitlines() if "INFO" in line))
         latencies = measure_adds(lab, ns, n, args.adds)
         time.sleep(1)
         full_rss = rss_kib(felix.pid)

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from tests.lab import netns
-from tests.lab.processes import Daemon, wait_for
+from tests.lab.processes import wait_for
 from tests.lab.topology import Lab, Workload
 
 ECHO = str(Path(__file__).with_name("echo.py"))
