@@ -116,6 +116,8 @@ def main() -> int:
     parser.add_argument("--adds", type=int, default=100)
     args = parser.parse_args()
     n = args.endpoints
+    print("waiting for the machine to be quiet...", flush=True)
+    wait_for_quiet()
     lab = Lab(nodes=1)
     try:
         enter_controller_namespace("cxbench")

@@ -7,7 +7,12 @@ import subprocess
 CLONE_NEWNET = 0x40000000
 
 
-def run(*cmd: str, check: bool = True, timeout: float = 20, input: str | None = None) -> subprocess.CompletedProcess:
+# Generous: while the kernel still tears down a previous run's thousands of veths, it holds
+# the rtnl lock and even `ip netns add` waits.
+DEFAULT_TIMEOUT = 120
+
+
+def run(*cmd: str, check: bool = True, timeout: float = DEFAULT_TIMEOUT, input: str | None = None) -> subprocess.CompletedProcess:
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, input=input)
     if check and result.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({result.returncode}): {result.stderr.strip() or result.stdout.strip()}")
