@@ -119,7 +119,7 @@ class Agent:
         self._program()
         log.log(logging.INFO if first else logging.DEBUG, "kernel read back in %.2fs, %d routes programmed in %.2fs",
                 read - started, self._driver.route_count, time.perf_counter() - read)
-        if not self.status.in_sync:
+        if first:
             self.status.in_sync = True
             self.metrics.in_sync.set(1)
 
@@ -138,7 +138,7 @@ class Agent:
         self.metrics.route_errors.inc(len(result.errors))
         self.metrics.routes.set(self._driver.route_count)
         self.metrics.endpoints.set(len(self._index))
-        self.metrics.ip_conflicts.set(len(self._index.conflicts()))
+        self.metrics.ip_conflicts.set(self._index.conflict_count)
 
     def _report(self) -> None:
         """Publish the revision whose whole state is in the kernel (failed writes hold it back)."""

@@ -28,6 +28,7 @@ class RouteIndex:
         self._endpoints: dict[str, EndpointRoutes] = {}
         self._by_interface: dict[str, set[str]] = defaultdict(set)
         self._claims: dict[str, set[str]] = defaultdict(set)  # network -> endpoint keys claiming it
+        self.conflict_count = 0  # networks claimed by more than one endpoint
 
     def __len__(self) -> int:
         return len(self._endpoints)
@@ -46,7 +47,9 @@ class RouteIndex:
             self._endpoints[key] = routes
             self._by_interface[routes.interface].add(key)
             for network in routes.networks:
-                self._claims[network].add(key)
+                claimants = self._claims[network]
+                claimants.add(key)
+                self.conflict_count += len(claimants) == 2
             dirty.add(routes.interface)
         return dirty | self._owner_interfaces(networks)
 
@@ -59,6 +62,7 @@ class RouteIndex:
         for network in old.networks:
             claimants = self._claims[network]
             claimants.discard(key)
+            self.conflict_count -= len(claimants) == 1
             if not claimants:
                 del self._claims[network]
 

@@ -35,7 +35,7 @@ class Kernel(Protocol):
         """Deleting a route that is already gone is not an error."""
         ...
 
-    def configure_interface(self, name: str, ipv4: bool, ipv6: bool) -> None:
+    def configure_interface(self, name: str, ifindex: int, ipv4: bool, ipv6: bool) -> None:
         """Per-interface sysctls (proxy ARP/NDP, forwarding) and the IPv6 gateway proxy entry."""
         ...
 

@@ -3,11 +3,11 @@
 import asyncio
 import errno
 import fcntl
-import os
-import struct
 import ipaddress
 import logging
+import os
 import socket
+import struct
 from collections.abc import Callable, Iterable
 from threading import Event
 
@@ -16,14 +16,13 @@ from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.rtnl import RTMGRP_LINK
 
 from felix.kernel import WORKLOAD_ROUTE_PROTO, KernelRoute, RouteError
-from felix.route_batch import RouteBatch
+from felix.route_batch import RTM_DELROUTE, RTM_NEWROUTE, RouteBatch
 
 log = logging.getLogger(__name__)
 
 RTN_UNICAST = 1
 NTF_PROXY = 0x08
 RTM_NEWLINK, RTM_DELLINK = 16, 17
-RTM_NEWROUTE, RTM_DELROUTE = 24, 25
 SIOCGIFFLAGS = 0x8913
 IPV6_GATEWAY = "fe80::1"
 IFF_UP = 0x1
@@ -91,35 +90,31 @@ class NetlinkKernel:
         return routes
 
     def add_routes(self, routes: Iterable[KernelRoute]) -> list[RouteError]:
-        errors = []
-        for route, code in self._batch.apply(RTM_NEWROUTE, list(routes)):
-            if code == errno.EEXIST and self._is_ours(route):
-                continue  # already there (it survived a link flap)
-            reason = "a route to this destination that Calyx does not own exists" if code == errno.EEXIST else os.strerror(code)
-            errors.append(RouteError(route, reason))
-        return errors
+        refused = list(self._batch.apply(RTM_NEWROUTE, list(routes)))
+        # EEXIST on a route of ours (it survived a link flap) is success: read ours back once.
+        ours = self.workload_routes() if any(code == errno.EEXIST for _, code in refused) else set()
+        return [
+            RouteError(route, "a route to this destination that Calyx does not own exists"
+                       if code == errno.EEXIST else os.strerror(code))
+            for route, code in refused
+            if not (code == errno.EEXIST and route in ours)
+        ]
 
     def delete_routes(self, routes: Iterable[KernelRoute]) -> list[RouteError]:
         return [RouteError(route, os.strerror(code)) for route, code in self._batch.apply(RTM_DELROUTE, list(routes))
                 if code not in (errno.ESRCH, errno.ENODEV)]
 
-    def _is_ours(self, route: KernelRoute) -> bool:
-        """Is the route already there, ours and on this interface?"""
-        return route in self.workload_routes()
-
-    def configure_interface(self, name: str, ipv4: bool, ipv6: bool) -> None:
+    def configure_interface(self, name: str, ifindex: int, ipv4: bool, ipv6: bool) -> None:
         for path, value in (_IPV4_SYSCTLS.items() if ipv4 else ()):
             _write_sysctl(path.format(name), value)
         if ipv6:
             for path, value in _IPV6_SYSCTLS.items():
                 _write_sysctl(path.format(name), value)
-            index = self._ipr.link_lookup(ifname=name)
-            if index:
-                try:
-                    self._ipr.neigh("add", dst=IPV6_GATEWAY, ifindex=index[0], flags=NTF_PROXY, family=socket.AF_INET6)
-                except NetlinkError as exc:
-                    if exc.code != errno.EEXIST:
-                        raise OSError(exc.code, f"proxy NDP entry on {name}: {exc}") from None
+            try:
+                self._ipr.neigh("add", dst=IPV6_GATEWAY, ifindex=ifindex, flags=NTF_PROXY, family=socket.AF_INET6)
+            except NetlinkError as exc:
+                if exc.code != errno.EEXIST:
+                    raise OSError(exc.code, f"proxy NDP entry on {name}: {exc}") from None
 
     def enable_forwarding(self) -> None:
         _write_sysctl("net/ipv4/ip_forward", "1")

@@ -18,7 +18,7 @@ SOL_NETLINK = 270
 NETLINK_CAP_ACK = 10  # error acks without a copy of the request: many fit in the buffer
 NETLINK_GET_STRICT_CHK = 12  # let the kernel filter dumps by the request's header fields
 NLMSG_ERROR, NLMSG_DONE = 2, 3
-RTM_GETROUTE = 26
+RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 24, 25, 26
 NLM_F_DUMP = 0x300
 MAIN_TABLE, RTN_UNICAST, SCOPE_LINK, SCOPE_UNIVERSE = 254, 1, 253, 0
 CHUNK_BYTES = 32 * 1024
@@ -97,7 +97,7 @@ class RouteBatch:
         msg["type"] = RTN_UNICAST
         msg["attrs"] = [("RTA_DST", address), ("RTA_OIF", route.ifindex)]
         flags = NLM_F_REQUEST | NLM_F_ACK
-        if msg_type == 24:  # RTM_NEWROUTE: never replace a route somebody else owns
+        if msg_type == RTM_NEWROUTE:  # never replace a route somebody else owns
             flags |= NLM_F_CREATE | NLM_F_EXCL
         msg["header"]["type"] = msg_type
         msg["header"]["flags"] = flags

@@ -24,14 +24,11 @@ class RouteDriver:
         self._links: dict[str, int] = {}
         self._desired: dict[str, frozenset[str]] = {}
         self._programmed: dict[int, set[str]] = {}  # ifindex -> our routes believed in the kernel
+        self.route_count = 0
         self._configured: dict[str, tuple[int, bool, bool]] = {}
         self._dirty_interfaces: set[str] = set()
         self._dirty_indexes: set[int] = set()
         self._needs_resync = False
-
-    @property
-    def route_count(self) -> int:
-        return sum(len(routes) for routes in self._programmed.values())
 
     @property
     def pending(self) -> bool:
@@ -49,15 +46,13 @@ class RouteDriver:
         if name not in self._desired and name not in self._links:
             return
         old = self._links.get(name)
+        if old is not None and old != ifindex:
+            self._forget_index(old)  # the kernel dropped its routes with it
         if ifindex is None:
             self._links.pop(name, None)
-            if old is not None:
-                self._programmed.pop(old, None)  # the kernel dropped its routes with it
             self._configured.pop(name, None)
-        elif old != ifindex:
+        else:
             self._links[name] = ifindex
-            if old is not None:
-                self._programmed.pop(old, None)
         if name in self._desired and old != ifindex:
             self._dirty_interfaces.add(name)
 
@@ -66,8 +61,10 @@ class RouteDriver:
         self._needs_resync = False
         self._links = self._kernel.links(self._desired)
         self._programmed = {}
-        for route in self._kernel.workload_routes():
+        routes = self._kernel.workload_routes()
+        for route in routes:
             self._programmed.setdefault(route.ifindex, set()).add(route.dst)
+        self.route_count = len(routes)
         wanted = {self._links[name] for name in self._desired if name in self._links}
         self._dirty_indexes = set(self._programmed) - wanted
         self._dirty_interfaces = set(self._desired)
@@ -102,10 +99,13 @@ class RouteDriver:
         result = ApplyResult()
         failed = self._record(self._kernel.delete_routes(deletes), deletes, added=False, result=result)
         failed |= self._record(self._kernel.add_routes(adds), adds, added=True, result=result)
-        self._dirty_indexes = {ifindex for ifindex in failed if ifindex not in self._links.values()}
         names = {index: name for name, index in self._links.items()}
+        self._dirty_indexes = {ifindex for ifindex in failed if ifindex not in names}
         self._dirty_interfaces = {names[ifindex] for ifindex in failed if ifindex in names}
         return result
+
+    def _forget_index(self, ifindex: int) -> None:
+        self.route_count -= len(self._programmed.pop(ifindex, ()))
 
     def _record(self, errors: list[RouteError], routes: list[KernelRoute], added: bool, result: ApplyResult) -> set[int]:
         failed_routes = {error.route for error in errors}
@@ -114,9 +114,11 @@ class RouteDriver:
                 continue
             programmed = self._programmed.setdefault(route.ifindex, set())
             if added:
+                self.route_count += route.dst not in programmed
                 programmed.add(route.dst)
                 result.added += 1
             else:
+                self.route_count -= route.dst in programmed
                 programmed.discard(route.dst)
                 result.deleted += 1
                 if not programmed:
@@ -131,10 +133,10 @@ class RouteDriver:
         has_v4 = any(":" not in n for n in desired)
         wanted = (ifindex, has_v4 or not has_v6, has_v6)
         have = self._configured.get(name)
-        if have == wanted or (have and have[0] == ifindex and have[1] >= wanted[1] and have[2] >= wanted[2]):
-            return
+        if have and have[0] == ifindex and have[1] >= wanted[1] and have[2] >= wanted[2]:
+            return  # configured already, for these families or more
         try:
-            self._kernel.configure_interface(name, ipv4=wanted[1], ipv6=wanted[2])
+            self._kernel.configure_interface(name, ifindex, ipv4=wanted[1], ipv6=wanted[2])
             self._configured[name] = wanted
         except OSError as exc:  # the interface may vanish between the event and the write
             log.info("could not configure %s yet: %s", name, exc)

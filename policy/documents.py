@@ -32,6 +32,13 @@ class DocumentError(ValueError):
         return "\n".join(f"{where}: {p.field}: {p.message}" if p.field else f"{where}: {p.message}" for p in self.problems)
 
 
+class _Invalid(Exception):
+    """One problem found while normalising a document; parse_resource adds where it was."""
+
+    def __init__(self, field: str, message: str):
+        self.problem = Problem(field, message)
+
+
 def _field_path(loc: tuple) -> str:
     path = ""
     for part in loc:
@@ -65,20 +72,20 @@ def _normalise(doc: dict, namespace: str | None) -> dict:
     elif api_version == CALICO_API_VERSION:
         doc = {**doc, "apiVersion": API_VERSION}
     elif api_version != API_VERSION:
-        raise DocumentError("", None, [Problem("apiVersion", f"unsupported apiVersion {api_version!r} (use {API_VERSION})")])
+        raise _Invalid("apiVersion", f"unsupported apiVersion {api_version!r} (use {API_VERSION})")
     model = KINDS.get(kind)
     if model is None:
         known = ", ".join(sorted(KINDS))
-        raise DocumentError("", None, [Problem("kind", f"unknown kind {kind!r} (known kinds: {known})")])
+        raise _Invalid("kind", f"unknown kind {kind!r} (known kinds: {known})")
     meta = doc.get("metadata")
     if isinstance(meta, dict):
         meta = dict(meta)
         if model.namespaced and namespace and meta.get("namespace") not in (None, namespace):
-            raise DocumentError("", None, [Problem("metadata.namespace", f"{meta['namespace']!r} does not match the namespace asked for ({namespace!r})")])
+            raise _Invalid("metadata.namespace", f"{meta['namespace']!r} does not match the namespace asked for ({namespace!r})")
         if model.namespaced and not meta.get("namespace"):
             meta["namespace"] = namespace or DEFAULT_NAMESPACE
         elif not model.namespaced and meta.get("namespace"):
-            raise DocumentError("", None, [Problem("metadata.namespace", f"{kind} is not namespaced")])
+            raise _Invalid("metadata.namespace", f"{kind} is not namespaced")
         if kind == "Namespace" and isinstance(meta.get("name"), str):
             meta["labels"] = {**(meta.get("labels") or {}), NAMESPACE_NAME_LABEL: meta["name"]}
         doc = {**doc, "metadata": meta}
@@ -103,8 +110,8 @@ def parse_resource(doc: Any, source: str = "<input>", index: int | None = None, 
     try:
         normalised = _normalise(doc, namespace)
         return KINDS[normalised["kind"]].model_validate(normalised)
-    except DocumentError as exc:
-        raise DocumentError(source, index, exc.problems, what) from None
+    except _Invalid as exc:
+        raise DocumentError(source, index, [exc.problem], what) from None
     except pydantic.ValidationError as exc:
         raise DocumentError(source, index, _problems_from(exc), what) from None
 

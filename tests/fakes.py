@@ -1,5 +1,6 @@
 """Small in-memory stand-ins for the two seams (etcd and the kernel), for tests without root."""
 
+import contextlib
 import threading
 from collections.abc import Iterable
 
@@ -24,19 +25,15 @@ class FakeKV:
         self.compacted_watches = 0
         self.deaf = False  # a watch that stays open but delivers nothing (seen after etcd restarts)
 
+    @contextlib.contextmanager
     def admin(self):
         """Hold the store (as another etcd client would), writing even while 'down' for the agent."""
-        fake = self
-
-        class _Admin:
-            def __enter__(self):
-                fake._cond.acquire()
-                self.was_down, fake.down = fake.down, False
-
-            def __exit__(self, *exc):
-                fake.down = self.was_down
-                fake._cond.release()
-        return _Admin()
+        with self._cond:
+            was_down, self.down = self.down, False
+            try:
+                yield
+            finally:
+                self.down = was_down
 
     def _check_up(self) -> None:
         if self.down:
@@ -187,7 +184,7 @@ class FakeKernel:
                 self.route_table.discard(route)
         return []
 
-    def configure_interface(self, name: str, ipv4: bool, ipv6: bool) -> None:
+    def configure_interface(self, name: str, ifindex: int, ipv4: bool, ipv6: bool) -> None:
         self.configured.append((name, ipv4, ipv6))
 
     def enable_forwarding(self) -> None:

@@ -100,17 +100,6 @@ class Lab:
         return f"cx{self.id}-{role}"
 
     # -- building -------------------------------------------------------------------------
-    def __enter__(self) -> "Lab":
-        try:
-            self.build()
-        except BaseException:
-            self.destroy()
-            raise
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.destroy()
-
     def build(self) -> None:
         enter_controller_namespace()
         self._add_ns(self.fabric)
