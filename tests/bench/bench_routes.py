@@ -46,7 +46,7 @@ def make_interfaces(ns: str, peers_ns: str, count: int) -> None:
     netns.run("ip", "-n", peers_ns, "-batch", "-", input="\n".join(peer_lines) + "\n", timeout=600)
 
 
-def wait_for_quiet(limit: float = 1.0, timeout: float = 300) -> None:
+def wait_for_quiet(limit: float = 0.5, timeout: float = 300) -> None:
     """Deleting thousands of veths keeps the kernel busy for minutes after a previous run."""
     deadline = time.monotonic() + timeout
     while float(open("/proc/loadavg").read().split()[0]) > limit and time.monotonic() < deadline:
