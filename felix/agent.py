@@ -1,4 +1,6 @@
-"""The agent's one-way pipeline: etcd watch and link events -> route index -> route driver.
+"""The agent's one-way pipeline: etcd watch and link events -> route index and policy compiler ->
+the nftables driver, then the route driver (policy first, so a new route never carries traffic
+its policy has not seen).
 
 One thread (run) owns all state; the watch and link threads only enqueue.  Nothing is written
 to the kernel before the first complete list; after it, strays of ours are swept."""
@@ -13,11 +15,16 @@ from felix.config import AgentConfig
 from felix.health import Status
 from felix.kernel import Kernel
 from felix.metrics import AgentMetrics
+from felix.nft import Nft, NftError
+from felix.policy_driver import PolicyDriver
+from felix.policy_status import PolicyStatusWriter
 from felix.routes import RouteDriver
+from policy.compiler.compiler import PolicyCompiler
 from policy.documents import DocumentError
-from policy.kinds import kind_prefix
+from policy.kinds import parse_key
 from policy.kv import KV
-from policy.resources import WorkloadEndpoint
+from policy.policies import GlobalNetworkPolicy, GlobalNetworkSet, NetworkPolicy, NetworkSet, Profile, Tier
+from policy.resources import Namespace, WorkloadEndpoint
 from policy.store import decode
 from policy.watch import Backoff, SyncBatch, Syncer
 
@@ -29,14 +36,19 @@ _LINKS_LOST = object()
 
 
 class Agent:
-    def __init__(self, config: AgentConfig, kv: KV, kernel: Kernel, metrics: AgentMetrics | None = None):
+    def __init__(self, config: AgentConfig, kv: KV, kernel: Kernel, nft: Nft, metrics: AgentMetrics | None = None):
         self.config, self._kv, self._kernel = config, kv, kernel
         self.metrics = metrics or AgentMetrics()
         self.status = Status()
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._index = RouteIndex()
         self._driver = RouteDriver(kernel)
-        self._prefix = kind_prefix(config.etcd_prefix, WorkloadEndpoint)
+        self._compiler = PolicyCompiler(config.node_name)
+        self._policy_driver = PolicyDriver(nft)
+        self._policy_status = PolicyStatusWriter(kv, config.etcd_prefix, config.node_name)
+        self._policy_pending = False
+        self._changed_policies: set[str] = set()  # since the last successful nftables transaction
+        self._prefix = f"{config.etcd_prefix.rstrip('/')}/v1/"
         self._revision = 0
         self._consistent = False  # the held state equals etcd's at self._revision
         self._complete = False  # a first full list has arrived
@@ -65,9 +77,9 @@ class Agent:
             if not self.status.in_sync or links_lost or now >= next_refresh:
                 self._start_resync()
                 next_refresh = now + self.config.route_refresh_interval
-            if self._driver.pending and (now >= next_retry or next_retry == float("inf")):
+            if self._pending and (now >= next_retry or next_retry == float("inf")):
                 self._program()
-                next_retry = now + RETRY_INTERVAL if self._driver.pending else float("inf")
+                next_retry = now + RETRY_INTERVAL if self._pending else float("inf")
             self._report()
         for thread in threads:
             thread.join(timeout=5)
@@ -94,19 +106,45 @@ class Agent:
 
     def _apply_batch(self, batch: SyncBatch) -> None:
         for change in batch.changes:
-            routes = None
+            try:
+                model, _, _ = parse_key(self.config.etcd_prefix, change.key)
+            except ValueError:
+                continue  # IPAM, status and other keys that are not resources
+            resource = None
             if change.value is not None:
                 try:
-                    endpoint = decode(self.config.etcd_prefix, change.key, change.value, change.mod_revision)
-                    routes = endpoint_routes(endpoint, self.config.node_name)
+                    resource = decode(self.config.etcd_prefix, change.key, change.value, change.mod_revision)
                 except DocumentError as exc:
                     log.warning("skipping invalid entry in etcd: %s", exc)
-                    self.metrics.bad_resources.labels("WorkloadEndpoint").inc()
-            for interface in self._index.update(change.key, routes):
-                self._driver.set_desired(interface, self._index.desired(interface))
+                    self.metrics.bad_resources.labels(model.__name__).inc()
+                    if model is not WorkloadEndpoint:
+                        continue  # keep the last good version: dropping a policy would open traffic
+            self._dispatch(model, change.key, resource)
         self._revision = batch.revision
         self._consistent = batch.complete
         self._complete = self._complete or batch.complete
+
+    def _dispatch(self, model, key: str, resource) -> None:
+        name = key.rsplit("/", 1)[-1]
+        if model is WorkloadEndpoint:
+            routes = endpoint_routes(resource, self.config.node_name) if resource else None
+            for interface in self._index.update(key, routes):
+                self._driver.set_desired(interface, self._index.desired(interface))
+            self._compiler.set_endpoint(key, resource)
+        elif model in (NetworkPolicy, GlobalNetworkPolicy):
+            self._compiler.set_policy(key, resource)
+            self._changed_policies.add(key)
+        elif model in (NetworkSet, GlobalNetworkSet):
+            self._compiler.set_network_set(key, resource)
+        elif model is Namespace:
+            self._compiler.set_namespace(name, resource)
+        elif model is Tier:
+            self._compiler.set_tier(name, resource)
+        elif model is Profile:
+            self._compiler.set_profile(name, resource)
+        else:
+            return
+        self._policy_pending = True  # remote endpoints matter too: they are members of selector sets
 
     def _start_resync(self) -> None:
         first = not self.status.in_sync
@@ -123,7 +161,15 @@ class Agent:
             self.status.in_sync = True
             self.metrics.in_sync.set(1)
 
+    @property
+    def _pending(self) -> bool:
+        return self._driver.pending or self._policy_pending
+
     def _program(self) -> None:
+        if self._policy_pending:
+            self._program_policy()
+        if self._policy_status.due(self._compiler.errors):
+            self._policy_status.write(self._compiler.errors)
         started = time.perf_counter()
         try:
             result = self._driver.apply()
@@ -140,9 +186,35 @@ class Agent:
         self.metrics.endpoints.set(len(self._index))
         self.metrics.ip_conflicts.set(self._index.conflict_count)
 
+    def _program_policy(self) -> None:
+        """One nftables transaction; if the kernel refuses it, the policies changed since the last
+        good one are compiled as drop-all (their endpoints fail closed) and it is tried again."""
+        for attempt in (1, 2):
+            started = time.perf_counter()
+            try:
+                result = self._policy_driver.apply(self._compiler.ruleset())
+            except NftError as exc:
+                log.error("nftables refused the ruleset (attempt %d): %s", attempt, exc)
+                self.metrics.policy_errors.inc()
+                for key in sorted(self._changed_policies):
+                    self._compiler.quarantine(key, f"the kernel refused it: {exc}")
+                self._changed_policies.clear()
+                continue
+            except Exception:  # an unexpected failure must not kill the agent: what is programmed stays
+                log.exception("programming nftables failed; retrying")
+                self.metrics.policy_errors.inc()
+                self._policy_driver.forget()
+                return
+            self.metrics.policy_apply_seconds.observe(time.perf_counter() - started)
+            self.metrics.policy_commands.inc(result.commands)
+            self.metrics.broken_policies.set(len(self._compiler.errors))
+            self._policy_pending = False
+            self._changed_policies.clear()
+            return
+
     def _report(self) -> None:
         """Publish the revision whose whole state is in the kernel (failed writes hold it back)."""
-        self.status.pending = self._driver.pending
-        if self.status.in_sync and self._consistent and not self._driver.pending:
+        self.status.pending = self._pending
+        if self.status.in_sync and self._consistent and not self._pending:
             self.status.programmed_revision = self._revision
             self.metrics.programmed_revision.set(self._revision)

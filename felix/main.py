@@ -11,6 +11,7 @@ from felix.agent import Agent
 from felix.config import AGENT_OPTIONS, AgentConfig
 from felix.health import serve
 from felix.netlink import NetlinkKernel
+from felix.nft import LibNftables
 from policy.etcd import EtcdKV
 from policy.settings import etcd_options, etcd_settings
 
@@ -23,7 +24,7 @@ def _agent_options(command):
 @_agent_options
 @etcd_options
 def cli(node_name, health_host, health_port, route_refresh_interval, etcd_backoff_max, log_level, etcd_prefix, **etcd):
-    """Calyx node agent: programs a route per local workload from etcd's WorkloadEndpoints."""
+    """Calyx node agent: programs routes and nftables policy for local workloads from etcd."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         config = AgentConfig(node_name, etcd_settings(**etcd), etcd_prefix, health_host, health_port,
@@ -32,7 +33,7 @@ def cli(node_name, health_host, health_port, route_refresh_interval, etcd_backof
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     kernel = NetlinkKernel()
-    agent = Agent(config, kv, kernel)
+    agent = Agent(config, kv, kernel, LibNftables())
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

@@ -18,3 +18,8 @@ class AgentMetrics:
         self.ip_conflicts = Gauge("calyx_felix_ip_conflicts", "networks claimed by more than one local endpoint", registry=r)
         self.apply_seconds = Histogram("calyx_felix_apply_seconds", "time to program one batch of changes", registry=r,
                                        buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+        self.policy_errors = Counter("calyx_felix_policy_errors", "nftables transactions that failed", registry=r)
+        self.broken_policies = Gauge("calyx_felix_broken_policies", "policies compiled as drop-all (fail closed)", registry=r)
+        self.policy_commands = Counter("calyx_felix_nft_commands", "nftables commands sent", registry=r)
+        self.policy_apply_seconds = Histogram("calyx_felix_policy_apply_seconds", "time to program one nftables transaction",
+                                              registry=r, buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))

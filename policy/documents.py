@@ -6,8 +6,9 @@ from typing import Any
 import pydantic
 import yaml
 
-from policy.kinds import DEFAULT_NAMESPACE
-from policy.resources import API_VERSION, CALICO_API_VERSION, KINDS, NAMESPACE_NAME_LABEL, Resource
+from policy.kinds import DEFAULT_NAMESPACE, KINDS
+from policy.kubernetes import KUBERNETES_NETWORKING_API_VERSION, KubernetesNetworkPolicy, convert
+from policy.resources import API_VERSION, CALICO_API_VERSION, NAMESPACE_NAME_LABEL, Resource
 
 KUBERNETES_CORE_API_VERSION = "v1"
 
@@ -69,6 +70,8 @@ def _normalise(doc: dict, namespace: str | None) -> dict:
     api_version, kind = doc.get("apiVersion"), doc.get("kind")
     if api_version == KUBERNETES_CORE_API_VERSION and kind == "Namespace":
         doc = _convert_kubernetes_namespace(doc)
+    elif api_version == KUBERNETES_NETWORKING_API_VERSION and kind == "NetworkPolicy":
+        doc = convert(KubernetesNetworkPolicy.model_validate(doc), API_VERSION)
     elif api_version == CALICO_API_VERSION:
         doc = {**doc, "apiVersion": API_VERSION}
     elif api_version != API_VERSION:

@@ -1,6 +1,13 @@
 """Kind lookup and the etcd key layout: <prefix>/v1/<plural>/[<namespace>/]<name>."""
 
-from policy.resources import KINDS, Resource
+from policy.policies import GlobalNetworkPolicy, GlobalNetworkSet, NetworkPolicy, NetworkSet, Profile, Tier
+from policy.resources import Namespace, Node, Resource, WorkloadEndpoint
+
+KINDS: dict[str, type[Resource]] = {
+    model.model_fields["kind"].default: model
+    for model in (Node, WorkloadEndpoint, Namespace, Tier, NetworkPolicy, GlobalNetworkPolicy, NetworkSet,
+                  GlobalNetworkSet, Profile)
+}
 
 DEFAULT_PREFIX = "/calyx"
 DEFAULT_NAMESPACE = "default"

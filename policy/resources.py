@@ -2,7 +2,7 @@
 
 from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from policy.fields import (
     ASNumber,
@@ -17,16 +17,11 @@ from policy.fields import (
     PortNumber,
     ResourceName,
 )
+from policy.base import Model
 
 API_VERSION = "calyx.io/v1"
 CALICO_API_VERSION = "projectcalico.org/v3"
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
-
-
-class Model(BaseModel):
-    """Strict by default: an unknown or misspelt field is an error, never silently dropped."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class Metadata(Model):
@@ -140,6 +135,3 @@ class Namespace(Resource):
 
     kind: Literal["Namespace"] = "Namespace"
     spec: NamespaceSpec = Field(default_factory=NamespaceSpec)
-
-
-KINDS: dict[str, type[Resource]] = {model.model_fields["kind"].default: model for model in (Node, WorkloadEndpoint, Namespace)}

@@ -1,10 +1,14 @@
-"""Small in-memory stand-ins for the two seams (etcd and the kernel), for tests without root."""
+"""Small in-memory stand-ins for the seams (etcd, netlink, nftables), for tests without root."""
 
 import contextlib
+import copy
+import json
+import re
 import threading
 from collections.abc import Iterable
 
 from felix.kernel import KernelRoute, RouteError
+from felix.nft import NftError, TableListing
 from policy.kv import ABSENT, ANY, PRESENT, Change, Compacted, Conflict, KeyValue, Unavailable, Write
 
 
@@ -197,3 +201,101 @@ class FakeKernel:
     def routes_by_name(self) -> set[tuple[str, str]]:
         names = {index: name for name, index in self.links().items()}
         return {(r.dst, names.get(r.ifindex, "?")) for r in self.workload_routes()}
+
+
+class FakeNft:
+    """The `inet calyx` table as names and contents, checking what the kernel would check:
+    rules only in existing chains, jumps and set references to things that exist, chains
+    deleted only when empty and unreferenced.  A refused transaction changes nothing."""
+
+    def __init__(self) -> None:
+        self.chains: dict[str, list] = {}
+        self.sets: dict[str, set] = {}
+        self.set_types: dict[str, tuple] = {}
+        self.maps: dict[str, dict] = {}
+        self.transactions: list[list[dict]] = []
+        self.refuse_next = 0
+
+    def listing(self):
+        if not (self.chains or self.sets or self.maps):
+            return None
+        return TableListing(frozenset(self.chains), dict(self.set_types), frozenset(self.maps))
+
+    def run(self, commands: list[dict]) -> None:
+        if self.refuse_next:
+            self.refuse_next -= 1
+            raise NftError("refused by test")
+        saved = copy.deepcopy((self.chains, self.sets, self.set_types, self.maps))
+        try:
+            for command in commands:
+                self._one(command)
+            self._check_references()
+        except NftError:
+            self.chains, self.sets, self.set_types, self.maps = saved
+            raise
+        self.transactions.append(commands)
+
+    def _one(self, command: dict) -> None:
+        (verb, body), = command.items()
+        (what, obj), = body.items()
+        name = obj.get("name") or obj.get("chain")
+        if what == "table":
+            return
+        if what == "chain":
+            if verb == "add":
+                self.chains.setdefault(name, [])
+            elif verb == "flush":
+                self.chains[name] = []
+            elif verb == "delete":
+                if self.chains.get(name):
+                    raise NftError(f"chain {name} is not empty")
+                del self.chains[name]
+        elif what == "rule":
+            if name not in self.chains:
+                raise NftError(f"no chain {name}")
+            self.chains[name].append(obj["expr"])
+        elif what == "set":
+            if verb == "add":
+                self.sets.setdefault(name, set())
+                self.set_types[name] = (tuple(obj["type"]) if isinstance(obj["type"], list) else obj["type"],
+                                        tuple(obj.get("flags", ())))
+                self.sets[name] |= {json.dumps(e, sort_keys=True) for e in obj.get("elem", ())}
+            elif verb == "flush":
+                self.sets[name] = set()
+            elif verb == "delete":
+                del self.sets[name], self.set_types[name]
+        elif what == "map":
+            if verb == "add":
+                self.maps.setdefault(name, {}).update({k: v["jump"]["target"] for k, v in obj.get("elem", ())})
+            elif verb == "flush":
+                self.maps[name] = {}
+        elif what == "element":
+            if name in self.maps:
+                if verb == "add":
+                    self.maps[name].update({k: v["jump"]["target"] for k, v in obj["elem"]})
+                else:
+                    for key in obj["elem"]:
+                        del self.maps[name][key]
+            else:
+                elements = {json.dumps(e, sort_keys=True) for e in obj["elem"]}
+                if verb == "add":
+                    self.sets[name] |= elements
+                elif not elements <= self.sets[name]:
+                    raise NftError(f"deleting elements {elements - self.sets[name]} absent from {name}")
+                else:
+                    self.sets[name] -= elements
+
+    def _check_references(self) -> None:
+        text = json.dumps(self.chains)
+        for target in re.findall(r'"target": "([^"]+)"', text + json.dumps(self.maps)):
+            if target not in self.chains:
+                raise NftError(f"jump to missing chain {target}")
+        for target in set(re.findall(r'"@([^"]+)"', text)):
+            if target not in self.sets and target not in self.maps:
+                raise NftError(f"reference to missing set {target}")
+        for name in self.maps.get("from-wl", {}).values():
+            if name not in self.chains:
+                raise NftError(f"map points at missing chain {name}")
+
+    def elements(self, name: str) -> list:
+        return sorted((json.loads(e) for e in self.sets[name]), key=json.dumps)

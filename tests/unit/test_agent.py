@@ -9,7 +9,7 @@ from felix.kernel import KernelRoute
 from policy.etcd import EtcdSettings
 from policy.resources import Metadata, WorkloadEndpoint, WorkloadEndpointSpec
 from policy.store import ResourceStore, WriteMode
-from tests.fakes import FakeKernel, FakeKV
+from tests.fakes import FakeKernel, FakeKV, FakeNft
 
 
 def wep(name, node="n1", interface="cxa", ips=("198.19.1.1",)):
@@ -28,9 +28,9 @@ def wait_until(predicate, timeout=5.0):
 
 @pytest.fixture
 def world():
-    kv, kernel = FakeKV(), FakeKernel({"cxa": 5, "cxb": 6})
+    kv, kernel, nft = FakeKV(), FakeKernel({"cxa": 5, "cxb": 6}), FakeNft()
     config = AgentConfig(node_name="n1", etcd=EtcdSettings(), etcd_prefix="/t", etcd_backoff_max=0.05)
-    agent, stop = Agent(config, kv, kernel), threading.Event()
+    agent, stop = Agent(config, kv, kernel, nft), threading.Event()
     thread = threading.Thread(target=agent.run, args=(stop,), daemon=True)
     yield kv, kernel, agent, thread
     stop.set()

@@ -1,0 +1,360 @@
+"""The incremental policy compiler: resources in (any order), this node's ruleset out.
+
+Updates only record what changed; `ruleset()` then recomputes just that: the changed policy's
+chain, the sets whose members moved, the chains of the endpoints whose policies changed.
+The result depends on the current resources only, never on the order they arrived."""
+
+import hashlib
+import logging
+from collections import defaultdict
+
+from policy.compiler.endpoints import EndpointView, endpoint_chain
+from policy.compiler.labels import Item, LabelIndex
+from policy.compiler.matches import SERVICE_ACCOUNT_LABEL, compile_rule
+from policy.compiler.ruleset import KNOWN_INTERFACES, Ruleset, SetDef
+from policy.compiler.sets import Selection, SetSpec, collapse
+from policy.policies import GlobalNetworkPolicy, GlobalNetworkSet, NetworkPolicy, NetworkSet, Policy, Profile, Tier
+from policy.resources import Namespace, WorkloadEndpoint
+from policy.rules import PROTOCOL_NUMBERS, Rule
+from policy.selector import parse_selector
+
+log = logging.getLogger(__name__)
+
+NAMESPACE_LABEL = "projectcalico.org/namespace"
+BULK = 64  # more changed items than this: re-evaluate selections wholesale, by set algebra
+DIRECTIONS = {"Ingress": "in", "Egress": "out"}
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+class CompiledRules:
+    """A policy's or profile's chains (per direction) and the sets they reference."""
+
+    def __init__(self, prefix: str, ident: str, rules: dict[str, list[Rule]], namespace: str | None, broken: str | None):
+        self.chains: dict[str, tuple[str, tuple]] = {}
+        self.specs: set[SetSpec] = set()
+        for direction, direction_rules in rules.items():
+            name = f"{prefix}-{DIRECTIONS[direction]}-{_digest(ident)}"
+            if broken:
+                self.chains[direction] = (name, ([{"drop": None}],))
+                continue
+            compiled = []
+            for index, rule in enumerate(direction_rules):
+                log_prefix = f"calyx {ident} {direction.lower()}[{index}]: "
+                compiled += compile_rule(rule, namespace, log_prefix, self._want)
+            self.chains[direction] = (name, tuple(compiled))
+
+    def _want(self, spec: SetSpec) -> str:
+        self.specs.add(spec)
+        return spec.name
+
+
+class CompiledPolicy(CompiledRules):
+    def __init__(self, key: str, policy: Policy, broken: str | None):
+        spec = policy.spec
+        namespace = policy.namespace if isinstance(policy, NetworkPolicy) else None
+        rules = {"Ingress": spec.ingress, "Egress": spec.egress}
+        super().__init__("pol", key, {d: rules[d] for d in spec.types}, namespace, broken)
+        self.tier = spec.tier
+        self.sort_key = (spec.order if spec.order is not None else float("inf"), policy.name, policy.namespace or "")
+        namespace_selector = getattr(spec, "namespaceSelector", None)
+        self.applies = Selection(spec.selector, namespace_selector, namespace)
+
+
+class PolicyCompiler:
+    def __init__(self, node: str):
+        self.node = node
+        self.index = LabelIndex()
+        self.errors: dict[str, str] = {}  # policy key -> why it is compiled as drop-all
+        self._ruleset = Ruleset()
+        self._endpoints: dict[str, WorkloadEndpoint] = {}
+        self._netsets: dict[str, NetworkSet | GlobalNetworkSet] = {}
+        self._namespaces: dict[str, dict[str, str]] = {}
+        self._tiers: dict[str, Tier] = {}
+        self._profiles: dict[str, Profile] = {}
+        self._profile_rules: dict[str, CompiledRules] = {}
+        self._policies: dict[str, CompiledPolicy] = {}
+        self._sources: dict[str, Policy] = {}
+        self._quarantined: dict[str, str] = {}
+        self._spec_refs: dict[SetSpec, int] = defaultdict(int)
+        self._specs_by_selection: dict[Selection, set[SetSpec]] = defaultdict(set)
+        self._selection_users: dict[Selection, set[str]] = defaultdict(set)  # applies-to -> policy keys
+        self._members: dict[Selection, set[str]] = {}
+        self._applied: dict[str, set[str]] = defaultdict(set)  # local endpoint -> policy keys
+        self._local: dict[str, str] = {}  # local endpoint key -> interface
+        self._interfaces: dict[str, set[str]] = defaultdict(set)  # interface -> local endpoint keys
+        self._dirty_items: set[str] = set()
+        self._namespaces_changed = False
+        self._dirty_interfaces: set[str] = set()
+        self._dirty_specs: set[SetSpec] = set()
+
+    # ---- inputs -------------------------------------------------------------------------
+
+    def set_endpoint(self, key: str, endpoint: WorkloadEndpoint | None) -> None:
+        self._endpoints.pop(key, None)
+        interface = self._local.pop(key, None)
+        if interface is not None:
+            self._interfaces[interface].discard(key)
+            if not self._interfaces[interface]:
+                del self._interfaces[interface]
+            self._dirty_interfaces.add(interface)
+        if endpoint is not None:
+            self._endpoints[key] = endpoint
+            if endpoint.spec.node == self.node:
+                self._local[key] = endpoint.spec.interfaceName
+                self._interfaces[endpoint.spec.interfaceName].add(key)
+                self._dirty_interfaces.add(endpoint.spec.interfaceName)
+        if endpoint is None or endpoint.spec.node != self.node:
+            self._applied.pop(key, None)
+        self._reindex(key)
+
+    def set_network_set(self, key: str, netset: NetworkSet | GlobalNetworkSet | None) -> None:
+        if netset is None:
+            self._netsets.pop(key, None)
+        else:
+            self._netsets[key] = netset
+        self._reindex(key)
+
+    def set_namespace(self, name: str, namespace: Namespace | None) -> None:
+        if namespace is None:
+            self._namespaces.pop(name, None)
+        else:
+            self._namespaces[name] = dict(namespace.metadata.labels)
+        self._namespaces_changed = True
+
+    def set_tier(self, name: str, tier: Tier | None) -> None:
+        if tier is None:
+            self._tiers.pop(name, None)
+        else:
+            self._tiers[name] = tier
+        self._dirty_interfaces |= set(self._interfaces)
+
+    def set_profile(self, name: str, profile: Profile | None) -> None:
+        old = self._profile_rules.pop(name, None)
+        if old:
+            self._release(old)
+        self._profiles.pop(name, None)
+        if profile is not None:
+            self._profiles[name] = profile
+            rules = {"Ingress": profile.spec.ingress, "Egress": profile.spec.egress}
+            compiled = CompiledRules("prof", name, {d: r for d, r in rules.items() if r}, None, None)
+            self._profile_rules[name] = compiled
+            self._claim(compiled)
+        for key, endpoint in self._endpoints.items():
+            if name in endpoint.spec.profiles:
+                self._reindex(key)
+                if key in self._local:
+                    self._dirty_interfaces.add(self._local[key])
+
+    def set_policy(self, key: str, policy: Policy | None) -> None:
+        old = self._policies.pop(key, None)
+        if old:
+            self._release(old)
+            self._selection_users[old.applies].discard(key)
+            if not self._selection_users[old.applies]:
+                del self._selection_users[old.applies]
+            self._change_applied(self._members.get(old.applies, ()), {key}, add=False)
+        self._sources.pop(key, None)
+        self.errors.pop(key, None)
+        if policy is None:
+            return
+        self._sources[key] = policy
+        broken = self._quarantined.get(key)
+        try:
+            compiled = CompiledPolicy(key, policy, broken)
+        except Exception as exc:  # noqa: BLE001 - a policy that cannot compile fails closed, never crashes
+            log.error("policy %s cannot be compiled, its endpoints fail closed: %s", key, exc)
+            broken = f"cannot compile: {exc}"
+            compiled = CompiledPolicy(key, policy, broken)
+        if broken:
+            self.errors[key] = broken
+        self._policies[key] = compiled
+        self._claim(compiled)
+        self._selection_users[compiled.applies].add(key)
+        self._change_applied(self._members.get(compiled.applies, ()), {key}, add=True)
+
+    def quarantine(self, key: str, reason: str) -> None:
+        """Compile a policy as drop-all (the kernel refused it): its endpoints fail closed."""
+        self._quarantined[key] = reason
+        if key in self._sources:
+            self.set_policy(key, self._sources[key])
+
+    # ---- output -------------------------------------------------------------------------
+
+    def ruleset(self) -> Ruleset:
+        """The desired ruleset, brought up to date with every change since the last call."""
+        self._update_members()
+        for spec in self._dirty_specs:
+            if self._spec_refs.get(spec):
+                self._ruleset.sets[spec.name] = SetDef(spec.nft_type, spec.interval, self._elements(spec))
+        self._dirty_specs.clear()
+        for interface in self._dirty_interfaces:
+            self._build_interface(interface)
+        if self._dirty_interfaces or KNOWN_INTERFACES not in self._ruleset.sets:
+            self._ruleset.sets[KNOWN_INTERFACES] = SetDef("ifname", False, frozenset(self._ruleset.from_workload))
+        self._dirty_interfaces.clear()
+        return self._ruleset
+
+    # ---- internals ----------------------------------------------------------------------
+
+    def _reindex(self, key: str) -> None:
+        self.index.put(key, self._item(key))
+        self._dirty_items.add(key)
+
+    def _item(self, key: str) -> Item | None:
+        if key in self._endpoints:
+            ep = self._endpoints[key]
+            labels = {}
+            for profile in ep.spec.profiles:
+                if profile in self._profiles:
+                    labels.update(self._profiles[profile].spec.labelsToApply)
+            labels.update(ep.metadata.labels)
+            labels[NAMESPACE_LABEL] = ep.namespace
+            if ep.spec.serviceAccountName:
+                labels[SERVICE_ACCOUNT_LABEL] = ep.spec.serviceAccountName
+            return Item(labels, ep.namespace)
+        if key in self._netsets:
+            netset = self._netsets[key]
+            labels = dict(netset.metadata.labels)
+            if netset.namespace:
+                labels[NAMESPACE_LABEL] = netset.namespace
+            return Item(labels, netset.namespace)
+        return None
+
+    def _claim(self, compiled: CompiledRules) -> None:
+        for name, rules in compiled.chains.values():
+            self._ruleset.chains[name] = rules
+        for spec in compiled.specs:
+            self._spec_refs[spec] += 1
+            if self._spec_refs[spec] == 1:
+                self._dirty_specs.add(spec)
+                if spec.selection:
+                    self._specs_by_selection[spec.selection].add(spec)
+
+    def _release(self, compiled: CompiledRules) -> None:
+        for name, _ in compiled.chains.values():
+            self._ruleset.chains.pop(name, None)
+        for spec in compiled.specs:
+            self._spec_refs[spec] -= 1
+            if not self._spec_refs[spec]:
+                del self._spec_refs[spec]
+                self._ruleset.sets.pop(spec.name, None)
+                if spec.selection:
+                    self._specs_by_selection[spec.selection].discard(spec)
+                    if not self._specs_by_selection[spec.selection]:
+                        del self._specs_by_selection[spec.selection]
+
+    def _change_applied(self, endpoints, policies: set[str], add: bool) -> None:
+        for ep in endpoints:
+            if ep in self._local:
+                if add:
+                    self._applied[ep] |= policies
+                else:
+                    self._applied[ep] -= policies
+                self._dirty_interfaces.add(self._local[ep])
+
+    def _update_members(self) -> None:
+        used = set(self._specs_by_selection) | set(self._selection_users)
+        for selection in set(self._members) - used:
+            del self._members[selection]
+        bulk = len(self._dirty_items) > BULK
+        for selection in used:
+            if bulk or selection not in self._members or (self._namespaces_changed and selection.namespace_selector):
+                self._set_members(selection, self._evaluate(selection))
+            elif self._dirty_items:
+                members = self._members[selection]
+                now = {key for key in self._dirty_items
+                       if key in self.index.items and selection.matches(self.index.items[key], self._namespaces)}
+                if now or members & self._dirty_items:
+                    self._set_members(selection, (members - self._dirty_items) | now)
+        self._dirty_items.clear()
+        self._namespaces_changed = False
+
+    def _evaluate(self, selection: Selection) -> set[str]:
+        ids = self.index.select(parse_selector(selection.selector))
+        scope = selection.scoped_namespaces(self._namespaces, self.index.namespaces())
+        return ids if scope is None else ids & self.index.in_namespaces(scope)
+
+    def _set_members(self, selection: Selection, members: set[str]) -> None:
+        old = self._members.get(selection, set())
+        self._members[selection] = members
+        touched = (members ^ old) | (members & self._dirty_items)
+        if not touched:
+            return
+        self._dirty_specs |= self._specs_by_selection.get(selection, set())
+        users = self._selection_users.get(selection)
+        if users:
+            self._change_applied(members & touched, users, add=True)
+            self._change_applied(old - members, users, add=False)
+
+    def _addresses(self, key: str, family: int) -> list[str]:
+        if key in self._endpoints:
+            networks = self._endpoints[key].spec.ipNetworks
+        else:
+            networks = self._netsets[key].spec.nets
+        return [n for n in networks if (":" in n) == (family == 6)]
+
+    def _elements(self, spec: SetSpec) -> frozenset:
+        if spec.selection is None:
+            return collapse(spec.nets)
+        members = self._members.get(spec.selection, ())
+        if spec.port_name is None:
+            return collapse(n for key in members for n in self._addresses(key, spec.family))
+        elements = set()
+        for key in members:
+            endpoint = self._endpoints.get(key)
+            if endpoint is None:
+                continue
+            ports = [p.port for p in endpoint.spec.ports
+                     if p.name == spec.port_name and PROTOCOL_NUMBERS[p.protocol] == spec.protocol]
+            hosts = [n.split("/")[0] for n in self._addresses(key, spec.family) if n.endswith(("/32", "/128"))]
+            elements.update((host, spec.protocol, port) for host in hosts for port in ports)
+        return frozenset(elements)
+
+    def _build_interface(self, interface: str) -> None:
+        out_chain, in_chain = f"wl-out-{interface}", f"wl-in-{interface}"
+        keys = self._interfaces.get(interface)
+        if not keys:
+            for chain in (out_chain, in_chain):
+                self._ruleset.chains.pop(chain, None)
+            self._ruleset.from_workload.pop(interface, None)
+            self._ruleset.to_workload.pop(interface, None)
+            return
+        owner = min(keys)  # two endpoints claiming one interface: the smallest key wins, whatever the order
+        endpoint = self._endpoints[owner]
+        view = EndpointView(
+            addresses=tuple(endpoint.spec.ipNetworks),
+            policies=self._policy_chains(self._applied.get(owner, set())),
+            profiles={d: tuple(self._profile_rules[p].chains[d][0] for p in endpoint.spec.profiles
+                               if p in self._profile_rules and d in self._profile_rules[p].chains)
+                      for d in DIRECTIONS},
+        )
+        self._ruleset.chains[out_chain] = endpoint_chain(view, "Egress")
+        self._ruleset.chains[in_chain] = endpoint_chain(view, "Ingress")
+        self._ruleset.from_workload[interface] = out_chain
+        self._ruleset.to_workload[interface] = in_chain
+
+    def _policy_chains(self, keys: set[str]) -> dict[str, tuple]:
+        """Per direction: ((tier default action, (policy chain, ...)), ...) in evaluation order."""
+        tiers: dict[str, list[CompiledPolicy]] = defaultdict(list)
+        for key in keys:
+            tiers[self._policies[key].tier].append(self._policies[key])
+        ordered = sorted(tiers, key=self._tier_sort_key)
+        result = {}
+        for direction in DIRECTIONS:
+            result[direction] = tuple(
+                (self._tier_default(tier), tuple(p.chains[direction][0] for p in sorted(tiers[tier], key=lambda p: p.sort_key)
+                                                 if direction in p.chains))
+                for tier in ordered if any(direction in p.chains for p in tiers[tier]))
+        return result
+
+    def _tier_sort_key(self, name: str):
+        tier = self._tiers.get(name)
+        order = tier.spec.order if tier and tier.spec.order is not None else float("inf")
+        return (order, name)
+
+    def _tier_default(self, name: str) -> str:
+        tier = self._tiers.get(name)
+        return tier.spec.defaultAction if tier else "Deny"

@@ -1,0 +1,171 @@
+"""One policy rule to nftables rule expressions (libnftables JSON), registering the sets it needs.
+
+A rule can become several nftables rules: one per IP version when it matches addresses, and
+one per named port (numbers and each named port are alternatives, so ORed across rules)."""
+
+from collections.abc import Callable
+from itertools import product
+
+from policy.compiler.sets import Selection, SetSpec
+from policy.rules import PROTOCOL_NUMBERS, EntityRule, ICMPMatch, Rule
+
+ACCEPT_MARK = 0x10000
+PASS_MARK = 0x20000
+MARK = {"meta": {"key": "mark"}}
+L4PROTO = {"meta": {"key": "l4proto"}}
+SERVICE_ACCOUNT_LABEL = "projectcalico.org/serviceaccount"
+_FAMILY = {4: "ip", 6: "ip6"}
+_NFPROTO = {4: "ipv4", 6: "ipv6"}
+
+Expr = dict
+WantSet = Callable[[SetSpec], str]
+
+
+def match(left, right, op: str = "==") -> Expr:
+    return {"match": {"op": op, "left": left, "right": right}}
+
+
+def set_mark(bits: int) -> Expr:
+    return {"mangle": {"key": MARK, "value": {"|": [MARK, bits]}}}
+
+
+def clear_mark(bits: int) -> Expr:
+    return {"mangle": {"key": MARK, "value": {"&": [MARK, 0xFFFFFFFF ^ bits]}}}
+
+
+def mark_is(bits: int, present: bool) -> Expr:
+    return match({"&": [MARK, bits]}, bits if present else 0)
+
+
+def verdict(action: str, log_prefix: str) -> list[Expr]:
+    """Allow and Pass mark the packet and return to the endpoint chain, which decides."""
+    if action == "Allow":
+        return [set_mark(ACCEPT_MARK), {"return": None}]
+    if action == "Pass":
+        return [set_mark(PASS_MARK), {"return": None}]
+    if action == "Deny":
+        return [{"drop": None}]
+    return [{"log": {"prefix": log_prefix[:127]}}]
+
+
+def protocol_number(protocol: int | str) -> int:
+    return protocol if isinstance(protocol, int) else PROTOCOL_NUMBERS[protocol]
+
+
+def _address(family: int, side: str) -> Expr:
+    return {"payload": {"protocol": _FAMILY[family], "field": "saddr" if side == "source" else "daddr"}}
+
+
+def _port(side: str) -> Expr:
+    return {"payload": {"protocol": "th", "field": "sport" if side == "source" else "dport"}}
+
+
+def _port_values(ports: list) -> list:
+    values = []
+    for port in ports:
+        if isinstance(port, int):
+            values.append(port)
+        else:
+            low, _, high = port.partition(":")
+            values.append({"range": [int(low), int(high)]})
+    return values
+
+
+def _selection(entity: EntityRule, selector: str | None, namespace: str | None) -> Selection | None:
+    terms = [f"({selector})"] if selector else []
+    if entity.serviceAccounts and entity.serviceAccounts.names:
+        names = ", ".join(f"'{n}'" for n in sorted(set(entity.serviceAccounts.names)))
+        terms.append(f"{SERVICE_ACCOUNT_LABEL} in {{{names}}}")
+    if not terms and entity.namespaceSelector is None:
+        return None
+    return Selection(" && ".join(terms) or "all()", entity.namespaceSelector, namespace)
+
+
+def _family_specific(rule: Rule) -> bool:
+    if rule.ipVersion or protocol_number(rule.protocol or 0) in (1, 58):
+        return True
+    for entity in (rule.source, rule.destination):
+        named = any(isinstance(p, str) and ":" not in p for p in entity.ports + entity.notPorts)
+        if entity.nets or entity.notNets or entity.selector or entity.notSelector or entity.namespaceSelector \
+                or entity.serviceAccounts or named:
+            return True
+    return False
+
+
+def _icmp(icmp: ICMPMatch, family: int, negated: bool) -> list[Expr]:
+    proto = "icmp" if family == 4 else "icmpv6"
+    type_, code = ({"payload": {"protocol": proto, "field": f}} for f in ("type", "code"))
+    if icmp.type is None:
+        return []
+    if icmp.code is None:
+        return [match(type_, icmp.type, "!=" if negated else "==")]
+    if negated:
+        return [match({"concat": [type_, code]}, {"concat": [icmp.type, icmp.code]}, "!=")]
+    return [match(type_, icmp.type), match(code, icmp.code)]
+
+
+def _side(entity: EntityRule, side: str, family: int | None, namespace: str | None, protocol: int | None,
+          want: WantSet) -> list[list[Expr]] | None:
+    """Alternatives for one side (source or destination); None when it cannot match this family."""
+    common: list[Expr] = []
+    if family is not None:
+        nets = [n for n in entity.nets if (":" in n) == (family == 6)]
+        if entity.nets and not nets:
+            return None
+        if nets:
+            common.append(match(_address(family, side), "@" + want(SetSpec(family, nets=tuple(sorted(nets))))))
+        not_nets = [n for n in entity.notNets if (":" in n) == (family == 6)]
+        if not_nets:
+            common.append(match(_address(family, side), "@" + want(SetSpec(family, nets=tuple(sorted(not_nets)))), "!="))
+        selection = _selection(entity, entity.selector, namespace)
+        if selection:
+            common.append(match(_address(family, side), "@" + want(SetSpec(family, selection))))
+        if entity.notSelector:
+            excluded = Selection(entity.notSelector, entity.namespaceSelector, namespace)
+            common.append(match(_address(family, side), "@" + want(SetSpec(family, excluded)), "!="))
+    named_scope = _selection(entity, entity.selector, namespace) or Selection("all()", None, namespace)
+
+    def named_port_match(name: str, op: str) -> Expr:
+        spec = SetSpec(family, named_scope, port_name=name, protocol=protocol)
+        return match({"concat": [_address(family, side), L4PROTO, _port(side)]}, "@" + want(spec), op)
+
+    numbers = [p for p in entity.notPorts if isinstance(p, int) or ":" in p]
+    if numbers:
+        common.append(match(_port(side), {"set": _port_values(numbers)}, "!="))
+    common += [named_port_match(p, "!=") for p in entity.notPorts if isinstance(p, str) and ":" not in p]
+    numbers = [p for p in entity.ports if isinstance(p, int) or ":" in p]
+    names = [p for p in entity.ports if isinstance(p, str) and ":" not in p]
+    if not entity.ports:
+        return [common]
+    alternatives = [common + [match(_port(side), {"set": _port_values(numbers)})]] if numbers else []
+    alternatives += [common + [named_port_match(name, "==")] for name in names]
+    return alternatives
+
+
+def compile_rule(rule: Rule, namespace: str | None, log_prefix: str, want: WantSet) -> list[list[Expr]]:
+    """nftables rules (expression lists) for one policy rule; namespace scopes its selectors."""
+    protocol = protocol_number(rule.protocol) if rule.protocol is not None else None
+    families: list[int | None] = [None]
+    if _family_specific(rule):
+        implied = {1: 4, 58: 6}.get(protocol)
+        families = [f for f in (4, 6) if f == (rule.ipVersion or implied or f)]
+    compiled = []
+    for family in families:
+        head: list[Expr] = []
+        if family is not None:
+            head.append(match({"meta": {"key": "nfproto"}}, _NFPROTO[family]))
+        if protocol is not None:
+            head.append(match(L4PROTO, protocol))
+        if rule.notProtocol is not None:
+            head.append(match(L4PROTO, protocol_number(rule.notProtocol), "!="))
+        if rule.icmp:
+            head += _icmp(rule.icmp, family, negated=False)
+        if rule.notICMP:
+            head += _icmp(rule.notICMP, family, negated=True)
+        sources = _side(rule.source, "source", family, namespace, protocol, want)
+        destinations = _side(rule.destination, "destination", family, namespace, protocol, want)
+        if sources is None or destinations is None:
+            continue
+        for source, destination in product(sources, destinations):
+            compiled.append(head + source + destination + verdict(rule.action, log_prefix))
+    return compiled

@@ -1,0 +1,118 @@
+"""Policy kinds as in Calico v3: tiers, (global) network policies, (global) network sets, profiles."""
+
+from typing import ClassVar, Literal
+
+from pydantic import Field, model_validator
+
+from policy.base import Model
+from policy.fields import IPNetwork, LabelKey, LabelValue, ResourceName
+from policy.resources import Resource
+from policy.rules import Rule, SelectorText
+
+DEFAULT_TIER = "default"
+PolicyType = Literal["Ingress", "Egress"]
+
+
+def _default_types(spec):
+    """Calico's default: Ingress, plus Egress when there are egress rules (Egress alone if only those)."""
+    if isinstance(spec, dict) and spec.get("types") is None:
+        has_egress = bool(spec.get("egress"))
+        has_ingress = bool(spec.get("ingress"))
+        spec = {**spec, "types": (["Ingress"] if has_ingress or not has_egress else []) + (["Egress"] if has_egress else [])}
+    return spec
+
+
+class PolicySpec(Model):
+    tier: ResourceName = DEFAULT_TIER
+    order: float | None = None
+    selector: SelectorText = "all()"
+    types: list[PolicyType]
+    ingress: list[Rule] = Field(default_factory=list)
+    egress: list[Rule] = Field(default_factory=list)
+
+    _types_default = model_validator(mode="before")(_default_types)
+
+    @model_validator(mode="after")
+    def _rules_match_types(self):
+        if len(set(self.types)) != len(self.types):
+            raise ValueError("types lists a direction twice")
+        for direction, rules in (("Ingress", self.ingress), ("Egress", self.egress)):
+            if rules and direction not in self.types:
+                raise ValueError(f"has {direction.lower()} rules but types does not include {direction}")
+        return self
+
+
+class GlobalPolicySpec(PolicySpec):
+    namespaceSelector: SelectorText | None = None
+
+
+class NetworkPolicy(Resource):
+    plural: ClassVar[str] = "networkpolicies"
+    namespaced: ClassVar[bool] = True
+    aliases: ClassVar[tuple[str, ...]] = ("netpol", "np", "networkpolicy", "policy", "policies")
+
+    kind: Literal["NetworkPolicy"] = "NetworkPolicy"
+    spec: PolicySpec
+
+
+class GlobalNetworkPolicy(Resource):
+    plural: ClassVar[str] = "globalnetworkpolicies"
+    namespaced: ClassVar[bool] = False
+    aliases: ClassVar[tuple[str, ...]] = ("gnp", "globalnetworkpolicy")
+
+    kind: Literal["GlobalNetworkPolicy"] = "GlobalNetworkPolicy"
+    spec: GlobalPolicySpec
+
+
+class TierSpec(Model):
+    order: float | None = None
+    defaultAction: Literal["Deny", "Pass"] = "Deny"
+
+
+class Tier(Resource):
+    plural: ClassVar[str] = "tiers"
+    namespaced: ClassVar[bool] = False
+    aliases: ClassVar[tuple[str, ...]] = ("tier",)
+
+    kind: Literal["Tier"] = "Tier"
+    spec: TierSpec = Field(default_factory=TierSpec)
+
+
+class NetworkSetSpec(Model):
+    nets: list[IPNetwork] = Field(default_factory=list)
+
+
+class NetworkSet(Resource):
+    plural: ClassVar[str] = "networksets"
+    namespaced: ClassVar[bool] = True
+    aliases: ClassVar[tuple[str, ...]] = ("netset", "netsets", "networkset")
+
+    kind: Literal["NetworkSet"] = "NetworkSet"
+    spec: NetworkSetSpec = Field(default_factory=NetworkSetSpec)
+
+
+class GlobalNetworkSet(Resource):
+    plural: ClassVar[str] = "globalnetworksets"
+    namespaced: ClassVar[bool] = False
+    aliases: ClassVar[tuple[str, ...]] = ("gns", "globalnetworkset")
+
+    kind: Literal["GlobalNetworkSet"] = "GlobalNetworkSet"
+    spec: NetworkSetSpec = Field(default_factory=NetworkSetSpec)
+
+
+class ProfileSpec(Model):
+    ingress: list[Rule] = Field(default_factory=list)
+    egress: list[Rule] = Field(default_factory=list)
+    labelsToApply: dict[LabelKey, LabelValue] = Field(default_factory=dict)
+
+
+class Profile(Resource):
+    plural: ClassVar[str] = "profiles"
+    namespaced: ClassVar[bool] = False
+    aliases: ClassVar[tuple[str, ...]] = ("pro", "profile")
+
+    kind: Literal["Profile"] = "Profile"
+    spec: ProfileSpec = Field(default_factory=ProfileSpec)
+
+
+Policy = NetworkPolicy | GlobalNetworkPolicy
