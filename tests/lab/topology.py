@@ -224,7 +224,7 @@ class Lab:
         """A workload namespace with the next free addresses of its node; attach=False plans it only."""
         n = self.nodes[node]
         k = len(n.workloads) + 1
-        ns = self._ns(f"{node}-{name}")
+        ns = self._ns(f"{node}-{name}" if namespace == DEFAULT_NAMESPACE else f"{node}-{namespace}-{name}")
         self._add_ns(ns)
         interface = host_interface_name(namespace, name)
         workload = Workload(node, name, ns, f"198.19.{n.index}.{k}", f"fd00:19:{n.index}::{k}", interface, namespace)
