@@ -1,32 +1,7 @@
 """Kubernetes NetworkPolicy semantics with real packets: the upstream e2e model (x, y, z with
 pods a, b, c over two nodes), the full 9x9 matrix checked after every change."""
 
-import pytest
-
-from tests.integration.conftest import CAN_RUN
-from tests.lab.netpol import PolicyLab, Reachability
-from tests.lab.topology import Lab
-
-pytestmark = pytest.mark.skipif(not CAN_RUN, reason="needs root and the lab tools")
-
-
-@pytest.fixture(scope="module")
-def model():
-    lab = Lab(nodes=2)
-    try:
-        lab.build()
-        policy_lab = PolicyLab(lab)
-        policy_lab.build()
-        yield policy_lab
-    finally:
-        print(lab.logs())
-        lab.destroy()
-
-
-@pytest.fixture
-def netpol(model):
-    model.reset()
-    yield model
+from tests.lab.netpol import Reachability
 
 
 def knp(name: str, namespace: str, spec: str) -> str:

@@ -31,6 +31,7 @@ class PolicyLab:
         self.lab = lab
         self.pods: dict[str, Workload] = {}
         self.labels: dict[str, dict[str, str]] = {}
+        self.profiles: dict[str, list[str]] = {}
 
     def build(self) -> None:
         nodes = list(self.lab.nodes)
@@ -38,6 +39,7 @@ class PolicyLab:
             ns, pod = name.split("/")
             self.pods[name] = self.lab.add_workload(nodes[i % len(nodes)], pod, namespace=ns)
             self.labels[name] = {"pod": pod}
+            self.profiles[name] = []
         namespaces = [Namespace(metadata=Metadata(name=ns, labels={"ns": ns})) for ns in NAMESPACES]
         revision = self.lab.store.write(namespaces + [self.endpoint(n) for n in self.pods], WriteMode.CREATE)
         for node in nodes:
@@ -56,10 +58,15 @@ class PolicyLab:
         return WorkloadEndpoint(
             metadata=Metadata(name=w.name, namespace=w.namespace, labels=self.labels[name]),
             spec=WorkloadEndpointSpec(node=w.node, interfaceName=w.interface, orchestrator="lab", workload=w.name,
-                                      ipNetworks=[f"{w.ip}/32", f"{w.ipv6}/128"], ports=ports))
+                                      ipNetworks=[f"{w.ip}/32", f"{w.ipv6}/128"], ports=ports,
+                                      profiles=self.profiles[name]))
 
     def relabel(self, name: str, labels: dict[str, str]) -> None:
         self.labels[name] = labels
+        self.wait(self.lab.store.write([self.endpoint(name)], WriteMode.APPLY))
+
+    def set_profiles(self, name: str, profiles: list[str]) -> None:
+        self.profiles[name] = profiles
         self.wait(self.lab.store.write([self.endpoint(name)], WriteMode.APPLY))
 
     def apply(self, text: str) -> None:
@@ -72,9 +79,9 @@ class PolicyLab:
     def reset(self) -> None:
         """Remove every policy-related resource and restore the pods' labels."""
         refs = [Ref(type(r), r.name, r.namespace) for kind in POLICY_KINDS for r in self.lab.store.list(kind)[0]]
-        changed = [n for n in self.pods if self.labels[n] != {"pod": n.split("/")[1]}]
+        changed = [n for n in self.pods if self.labels[n] != {"pod": n.split("/")[1]} or self.profiles[n]]
         for name in changed:
-            self.labels[name] = {"pod": name.split("/")[1]}
+            self.labels[name], self.profiles[name] = {"pod": name.split("/")[1]}, []
         revision = self.lab.store.write([self.endpoint(n) for n in changed], WriteMode.APPLY) if changed else 0
         if refs:
             revision = self.lab.store.delete(refs)
@@ -90,11 +97,11 @@ class PolicyLab:
         names = pod_names()
         targets = [[self.pods[d].ip if family == 4 else self.pods[d].ipv6, port, proto] for d in names]
         procs = {src: subprocess.Popen(["ip", "netns", "exec", self.pods[src].netns, "python3", PROBE, "probe",
-                                        str(PROBE_TIMEOUT)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                                        str(PROBE_TIMEOUT), json.dumps(targets)], stdout=subprocess.PIPE, text=True)
                  for src in names}
         result = {}
         for src, proc in procs.items():
-            out, _ = proc.communicate(json.dumps(targets), timeout=30)
+            out, _ = proc.communicate(timeout=30)
             for dst, ok in zip(names, json.loads(out)):
                 result[(src, dst)] = ok
         return result

@@ -1,8 +1,8 @@
 """Servers and a parallel prober for reachability matrices, run inside workload namespaces.
 
     python3 probe.py serve PORT...        TCP and UDP echo on each port (IPv4 and IPv6) until killed
-    python3 probe.py probe TIMEOUT        read [[addr, port, proto], ...] as JSON on stdin, print a
-                                          JSON list of booleans: did the echo come back in time"""
+    python3 probe.py probe TIMEOUT JSON   JSON is [[addr, port, proto], ...]; print a JSON list of
+                                          booleans: did the echo come back in time"""
 
 import json
 import socket
@@ -84,4 +84,4 @@ if __name__ == "__main__":
     if sys.argv[1] == "serve":
         serve([int(p) for p in sys.argv[2:]])
     else:
-        print(json.dumps(probe(json.loads(sys.stdin.read()), float(sys.argv[2]))))
+        print(json.dumps(probe(json.loads(sys.argv[3]), float(sys.argv[2]))))
