@@ -1,0 +1,37 @@
+"""Feeding resources to the policy compiler the way the agent does, for tests."""
+
+from policy.compiler.compiler import PolicyCompiler
+from policy.documents import load_documents
+from policy.kinds import key_of
+from policy.policies import GlobalNetworkPolicy, GlobalNetworkSet, NetworkPolicy, NetworkSet, Profile, Tier
+from policy.resources import Namespace, Resource, WorkloadEndpoint
+
+PREFIX = "/calyx"
+
+
+def feed(compiler: PolicyCompiler, resource: Resource, removed: bool = False) -> None:
+    key = key_of(PREFIX, resource)
+    value = None if removed else resource
+    if isinstance(resource, WorkloadEndpoint):
+        compiler.set_endpoint(key, value)
+    elif isinstance(resource, (NetworkPolicy, GlobalNetworkPolicy)):
+        compiler.set_policy(key, value)
+    elif isinstance(resource, (NetworkSet, GlobalNetworkSet)):
+        compiler.set_network_set(key, value)
+    elif isinstance(resource, Namespace):
+        compiler.set_namespace(resource.name, value)
+    elif isinstance(resource, Tier):
+        compiler.set_tier(resource.name, value)
+    elif isinstance(resource, Profile):
+        compiler.set_profile(resource.name, value)
+
+
+def compile_all(resources, node: str = "n1") -> PolicyCompiler:
+    compiler = PolicyCompiler(node)
+    for resource in resources:
+        feed(compiler, resource)
+    return compiler
+
+
+def docs(text: str) -> list[Resource]:
+    return load_documents(text, "<test>")

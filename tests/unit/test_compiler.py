@@ -1,0 +1,79 @@
+import json
+import os
+from pathlib import Path
+
+from policy.compiler.ruleset import full_commands
+from tests.policy_model import compile_all, docs, feed
+
+GOLDEN = Path(__file__).with_name("golden")
+
+
+def _golden(name: str, commands: list[dict]) -> None:
+    path = GOLDEN / f"{name}.json"
+    text = json.dumps({"nftables": commands}, indent=1, sort_keys=True) + "\n"
+    if os.environ.get("CALYX_UPDATE_GOLDEN"):
+        path.write_text(text)
+    assert text == path.read_text(), f"compiled output differs from {path} (CALYX_UPDATE_GOLDEN=1 rewrites it)"
+
+
+def test_golden_nftables_output_for_a_representative_model():
+    resources = docs((GOLDEN / "representative.yaml").read_text())
+    _golden("representative", full_commands(compile_all(resources).ruleset()))
+
+
+def test_output_is_the_same_whatever_the_order_resources_arrive_in():
+    resources = docs((GOLDEN / "representative.yaml").read_text())
+    forward = full_commands(compile_all(resources).ruleset())
+    backward = full_commands(compile_all(list(reversed(resources))).ruleset())
+    assert forward == backward
+
+
+def test_named_port_set_holds_address_protocol_and_port_of_matching_endpoints():
+    resources = docs((GOLDEN / "representative.yaml").read_text())
+    ruleset = compile_all(resources).ruleset()
+    ports = {n: s.elements for n, s in ruleset.sets.items() if n.startswith("port4-")}
+    assert list(ports.values()) == [frozenset({("10.0.1.1", 6, 8080), ("10.0.2.1", 6, 8081)})]
+
+
+def test_overlapping_nets_are_merged_for_interval_sets():
+    resources = docs((GOLDEN / "representative.yaml").read_text())
+    ruleset = compile_all(resources).ruleset()
+    monitoring = [s.elements for n, s in ruleset.sets.items() if "198.51.100.0/24" in s.elements]
+    assert monitoring == [frozenset({"198.51.100.0/24"})]  # the /32 inside it is absorbed
+
+
+def test_endpoint_without_policy_or_profile_rules_is_open_and_anti_spoofed():
+    resources = docs("""\
+apiVersion: calyx.io/v1
+kind: WorkloadEndpoint
+metadata: {name: a, namespace: x}
+spec: {node: n1, interfaceName: cxa, ipNetworks: [10.0.0.1/32]}
+""")
+    ruleset = compile_all(resources).ruleset()
+    out = json.dumps(ruleset.chains["wl-out-cxa"])
+    assert '"!="' in out and "10.0.0.1" in out and '"ipv6"' in out  # no IPv6 address: IPv6 dropped
+    assert "drop" not in json.dumps(ruleset.chains["wl-in-cxa"][2:])  # past invalid/mark: nothing drops
+    assert ruleset.from_workload == {"cxa": "wl-out-cxa"} and ruleset.sets["wl-ifaces"].elements == {"cxa"}
+
+
+def test_removing_everything_leaves_only_the_empty_interface_set():
+    resources = docs((GOLDEN / "representative.yaml").read_text())
+    compiler = compile_all(resources)
+    compiler.ruleset()
+    for resource in resources:
+        feed(compiler, resource, removed=True)
+    ruleset = compiler.ruleset()
+    assert ruleset.chains == {} and ruleset.from_workload == {} and list(ruleset.sets) == ["wl-ifaces"]
+
+
+def test_a_policy_that_cannot_compile_becomes_drop_all_for_its_endpoints_only():
+    resources = docs((GOLDEN / "representative.yaml").read_text())
+    compiler = compile_all(resources)
+    before = dict(compiler.ruleset().chains)
+    key = "/calyx/v1/networkpolicies/shop/db"
+    compiler.quarantine(key, "the kernel refused it")
+    after = compiler.ruleset().chains
+    changed = {name: rules for name, rules in after.items() if before.get(name) != rules}
+    assert list(changed.values()) == [([{"drop": None}],)]  # db's ingress chain, nothing else
+    assert len(before[next(iter(changed))]) == 5  # its five compiled rules before
+    assert compiler.errors == {key: "the kernel refused it"}
