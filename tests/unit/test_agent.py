@@ -1,3 +1,4 @@
+import json
 import threading
 import time
 
@@ -6,6 +7,7 @@ import pytest
 from felix.agent import Agent
 from felix.config import AgentConfig
 from felix.kernel import KernelRoute
+from policy.documents import parse_resource
 from policy.etcd import EtcdSettings
 from policy.resources import Metadata, WorkloadEndpoint, WorkloadEndpointSpec
 from policy.store import ResourceStore, WriteMode
@@ -99,3 +101,63 @@ def test_an_unexpected_kernel_error_is_survived_and_retried(world):
     wait_until(lambda: agent.status.programmed_revision >= revision)
     assert kernel.routes_by_name() == {("198.19.1.1/32", "cxa")}
     assert thread.is_alive()
+
+
+@pytest.fixture
+def policy_world():
+    kv, kernel, nft = FakeKV(), FakeKernel({"cxa": 5}), FakeNft()
+    config = AgentConfig(node_name="n1", etcd=EtcdSettings(), etcd_prefix="/t", etcd_backoff_max=0.05)
+    agent, stop = Agent(config, kv, kernel, nft), threading.Event()
+    thread = threading.Thread(target=agent.run, args=(stop,), daemon=True)
+    yield kv, nft, agent, thread
+    stop.set()
+    thread.join(timeout=5)
+
+
+DENY_POLICY = {"apiVersion": "calyx.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "deny", "namespace": "default"},
+               "spec": {"selector": "all()", "types": ["Ingress"]}}
+
+
+def test_no_nftables_write_before_the_first_full_list_then_one_transaction(policy_world):
+    kv, nft, agent, thread = policy_world
+    kv.set_down(True)
+    thread.start()
+    time.sleep(0.3)
+    assert nft.transactions == []
+    with kv.admin():
+        store = ResourceStore(kv, "/t")
+        revision = store.write([wep("a"), parse_resource(DENY_POLICY)], WriteMode.CREATE)
+    kv.set_down(False)
+    wait_until(lambda: agent.status.programmed_revision >= revision)
+    assert len(nft.transactions) == 1 and "wl-in-cxa" in nft.chains
+    assert any(name.startswith("pol-in-") for name in nft.chains)
+
+
+def test_bad_policy_data_keeps_the_last_good_version(policy_world):
+    kv, nft, agent, thread = policy_world
+    store = ResourceStore(kv, "/t")
+    store.write([wep("a"), parse_resource(DENY_POLICY)], WriteMode.CREATE)
+    thread.start()
+    wait_until(lambda: agent.status.programmed_revision > 0)
+    chains = dict(nft.chains)
+    revision = kv.put("/t/v1/networkpolicies/default/deny", b'{"kind": "NetworkPolicy", "spec": {"selector": "(("}}')
+    wait_until(lambda: agent.status.programmed_revision >= revision)
+    assert nft.chains == chains  # still denying: dropping the policy would have opened traffic
+    assert agent.metrics.bad_resources.labels("NetworkPolicy")._value.get() == 1
+
+
+def test_a_policy_the_kernel_refuses_fails_closed_and_is_reported(policy_world):
+    kv, nft, agent, thread = policy_world
+    store = ResourceStore(kv, "/t")
+    store.write([wep("a")], WriteMode.CREATE)
+    thread.start()
+    wait_until(lambda: agent.status.programmed_revision > 0)
+    allow = {**DENY_POLICY, "metadata": {"name": "allow", "namespace": "default"},
+             "spec": {"selector": "all()", "ingress": [{"action": "Allow"}]}}
+    nft.refuse_next = 1
+    revision = store.write([parse_resource(allow)], WriteMode.CREATE)
+    wait_until(lambda: agent.status.programmed_revision >= revision)
+    policy_chains = [rules for name, rules in nft.chains.items() if name.startswith("pol-in-")]
+    assert policy_chains == [[[{"drop": None}]]]
+    status = json.loads(kv.get("/t/v1/status/n1/policies").value)
+    assert list(status) == ["/t/v1/networkpolicies/default/allow"] and "refused" in status["/t/v1/networkpolicies/default/allow"]
