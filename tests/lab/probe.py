@@ -2,7 +2,9 @@
 
     python3 probe.py serve PORT...        TCP and UDP echo on each port (IPv4 and IPv6) until killed
     python3 probe.py probe TIMEOUT JSON   JSON is [[addr, port, proto], ...]; print a JSON list of
-                                          booleans: did the echo come back in time"""
+                                          booleans: did the echo come back in time
+    python3 probe.py flow ADDR PORT SECONDS   a TCP connection every 20 ms for SECONDS; print
+                                          "<attempts> <failures>"""
 
 import json
 import socket
@@ -80,8 +82,20 @@ def probe(targets: list, timeout: float) -> list[bool]:
     return results
 
 
+def flow(address: str, port: int, seconds: float) -> str:
+    attempts = failures = 0
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        attempts += 1
+        failures += not _probe(address, port, "tcp", 1.0)
+        time.sleep(0.02)
+    return f"{attempts} {failures}"
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "serve":
         serve([int(p) for p in sys.argv[2:]])
+    elif sys.argv[1] == "flow":
+        print(flow(sys.argv[2], int(sys.argv[3]), float(sys.argv[4])))
     else:
         print(json.dumps(probe(json.loads(sys.argv[3]), float(sys.argv[2]))))
