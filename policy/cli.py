@@ -1,15 +1,19 @@
-"""policyctl: manage Calyx resources in etcd (apply, create, replace, get, delete)."""
+"""policyctl: manage Calyx resources in etcd (apply, create, replace, get, delete, validate, diff)."""
 
+import difflib
+import json
 import sys
 from pathlib import Path
 
 import click
+import yaml
 
 from policy.documents import DocumentError, load_documents
 from policy.etcd import EtcdKV
-from policy.kinds import DEFAULT_NAMESPACE, UnknownKind, resolve_kind
+from policy.kinds import DEFAULT_NAMESPACE, UnknownKind, key_of, resolve_kind
 from policy.kv import Conflict, KVError, Unavailable
-from policy.output import render
+from policy.output import render, to_document
+from policy.policies import GlobalNetworkPolicy, NetworkPolicy
 from policy.resources import Resource
 from policy.settings import etcd_options, etcd_settings
 from policy.store import NotFound, Ref, ResourceStore, WriteMode
@@ -87,7 +91,7 @@ def _run(action):
 @etcd_options
 @click.pass_context
 def cli(ctx, **options):
-    """Manage Calyx resources: nodes, workload endpoints, namespaces (and later policies)."""
+    """Manage Calyx resources: nodes, workload endpoints, namespaces, policies, tiers, network sets, profiles."""
     ctx.obj = Context(options)
 
 
@@ -96,13 +100,54 @@ _file_option = click.option("-f", "--filename", "paths", multiple=True, required
 _namespace_option = click.option("-n", "--namespace", default=None, help="Namespace for namespaced resources.")
 
 
+def _current(store: ResourceStore, resource: Resource) -> Resource | None:
+    try:
+        return store.get(type(resource), resource.name, resource.namespace)
+    except NotFound:
+        return None
+
+
+def _comparable(resource: Resource | None) -> str:
+    """The YAML a resource is stored as, without the revision: what diff and dry runs compare."""
+    if resource is None:
+        return ""
+    document = to_document(resource)
+    document["metadata"].pop("resourceVersion", None)
+    return yaml.safe_dump(document, sort_keys=False)
+
+
+def _dry_run(store: ResourceStore, resources: list[Resource], mode: WriteMode) -> list[str]:
+    """What a write would do, checked against etcd with the same rules, writing nothing."""
+    lines, problems = [], []
+    for resource in resources:
+        current = _current(store, resource)
+        if mode is WriteMode.CREATE and current is not None:
+            problems.append(f"{_describe(resource)} already exists")
+        elif mode is WriteMode.REPLACE and current is None:
+            problems.append(f"{_describe(resource)} does not exist")
+        elif current is None:
+            lines.append(f"{_describe(resource)} would be created (dry run)")
+        elif _comparable(current) == _comparable(resource):
+            lines.append(f"{_describe(resource)} unchanged (dry run)")
+        else:
+            lines.append(f"{_describe(resource)} would be updated (dry run)")
+    if problems:
+        raise click.ClickException("; ".join(problems) + " (dry run: nothing written)")
+    return lines
+
+
 def _write_command(name: str, mode: WriteMode, verb: str, doc: str):
     @cli.command(name, help=doc)
     @_file_option
     @_namespace_option
+    @click.option("--dry-run", is_flag=True, help="Validate and check against etcd; write nothing.")
     @click.pass_obj
-    def command(ctx: Context, paths, namespace):
+    def command(ctx: Context, paths, namespace, dry_run):
         resources = _load(paths, namespace)
+        if dry_run:
+            for line in _run(lambda: _dry_run(ctx.store, resources, mode)):
+                click.echo(line)
+            return
         _run(lambda: ctx.store.write(resources, mode))
         for resource in resources:
             click.echo(f"{_describe(resource)} {verb}")
@@ -112,6 +157,51 @@ def _write_command(name: str, mode: WriteMode, verb: str, doc: str):
 _write_command("apply", WriteMode.APPLY, "applied", "Create or update resources from files.")
 _write_command("create", WriteMode.CREATE, "created", "Create resources; fails if any already exists.")
 _write_command("replace", WriteMode.REPLACE, "replaced", "Replace existing resources; fails if any is missing.")
+
+
+@cli.command()
+@_file_option
+@_namespace_option
+def validate(paths, namespace):
+    """Check files without contacting etcd: every document, every field."""
+    resources = _load(paths, namespace)
+    click.echo(f"{len(resources)} resource{'s' if len(resources) != 1 else ''} valid")
+
+
+@cli.command()
+@_file_option
+@_namespace_option
+@click.pass_obj
+def diff(ctx: Context, paths, namespace):
+    """Show what applying the files would change, as a unified diff per resource."""
+    resources = _load(paths, namespace)
+    changed = 0
+    for resource in resources:
+        before, after = _comparable(_run(lambda: _current(ctx.store, resource))), _comparable(resource)
+        if before == after:
+            continue
+        changed += 1
+        label = _describe(resource)
+        click.echo("".join(difflib.unified_diff(before.splitlines(True), after.splitlines(True),
+                                                f"{label} (etcd)" if before else "/dev/null", f"{label} (files)")))
+    click.echo(f"{changed} of {len(resources)} resources would change")
+
+
+def _policy_status(store: ResourceStore) -> dict[str, str]:
+    """Policy key -> 'node: reason' for every policy some node compiles as drop-all."""
+    failures: dict[str, list[str]] = {}
+    for page, _ in store.kv.pages(f"{store.prefix.rstrip('/')}/v1/status/"):
+        for item in page:
+            if not item.key.endswith("/policies"):
+                continue
+            node = item.key.split("/")[-2]
+            try:
+                reasons = json.loads(item.value)
+            except ValueError:
+                continue
+            for key, reason in reasons.items():
+                failures.setdefault(key, []).append(f"{node}: {reason}")
+    return {key: "; ".join(reasons) for key, reasons in failures.items()}
 
 
 def _model(kind: str) -> type[Resource]:
@@ -138,7 +228,11 @@ def get(ctx: Context, kind, names, namespace, all_namespaces, fmt):
         resources, bad = _run(lambda: ctx.store.list(model, ns))
         for error in bad:
             click.echo(f"warning: skipped unreadable entry: {error}", err=True)
-    click.echo(render(model, resources, fmt, all_namespaces, single=len(names) == 1))
+    status = None
+    if fmt == "wide" and model in (NetworkPolicy, GlobalNetworkPolicy):
+        failures = _run(lambda: _policy_status(ctx.store))
+        status = {r.name + (r.namespace or ""): failures.get(key_of(ctx.store.prefix, r), "ok") for r in resources}
+    click.echo(render(model, resources, fmt, all_namespaces, single=len(names) == 1, status=status))
 
 
 @cli.command()

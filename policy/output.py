@@ -4,6 +4,7 @@ import json
 
 import yaml
 
+from policy.policies import GlobalNetworkPolicy, GlobalNetworkSet, NetworkPolicy, NetworkSet, Profile, Tier
 from policy.resources import Namespace, Node, Resource, WorkloadEndpoint
 
 
@@ -26,16 +27,36 @@ COLUMNS = {
         [("LABELS", _labels)],
     ),
     Namespace: ([("LABELS", _labels)], []),
+    Tier: ([("ORDER", lambda r: _order(r.spec.order)), ("DEFAULT", lambda r: r.spec.defaultAction)], []),
+    NetworkSet: ([("NETS", lambda r: ",".join(r.spec.nets) or "<none>")], [("LABELS", _labels)]),
+    GlobalNetworkSet: ([("NETS", lambda r: ",".join(r.spec.nets) or "<none>")], [("LABELS", _labels)]),
+    Profile: ([("INGRESS", lambda r: str(len(r.spec.ingress))), ("EGRESS", lambda r: str(len(r.spec.egress)))],
+              [("LABELS-TO-APPLY", lambda r: ",".join(f"{k}={v}" for k, v in sorted(r.spec.labelsToApply.items())))]),
 }
+_POLICY_COLUMNS = (
+    [("TIER", lambda r: r.spec.tier), ("ORDER", lambda r: _order(r.spec.order)), ("SELECTOR", lambda r: r.spec.selector)],
+    [("TYPES", lambda r: ",".join(r.spec.types)), ("INGRESS", lambda r: str(len(r.spec.ingress))),
+     ("EGRESS", lambda r: str(len(r.spec.egress)))],
+)
+COLUMNS[NetworkPolicy] = COLUMNS[GlobalNetworkPolicy] = _POLICY_COLUMNS
+
+
+def _order(order: float | None) -> str:
+    if order is None:
+        return "<none>"
+    return str(int(order)) if order == int(order) else str(order)
 
 
 def to_document(resource: Resource) -> dict:
     return resource.model_dump(mode="json", exclude_none=True)
 
 
-def render_table(model: type[Resource], resources: list[Resource], wide: bool, all_namespaces: bool) -> str:
+def render_table(model: type[Resource], resources: list[Resource], wide: bool, all_namespaces: bool,
+                 status: dict[str, str] | None = None) -> str:
     basic, extra = COLUMNS[model]
     columns = [("NAME", lambda r: r.name)] + basic + (extra if wide else [])
+    if status is not None:
+        columns.append(("STATUS", lambda r: status[r.name + (r.namespace or "")]))
     if model.namespaced and all_namespaces:
         columns.insert(0, ("NAMESPACE", lambda r: r.namespace))
     rows = [[heading for heading, _ in columns]] + [[value(r) for _, value in columns] for r in resources]
@@ -43,10 +64,11 @@ def render_table(model: type[Resource], resources: list[Resource], wide: bool, a
     return "\n".join("   ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
 
 
-def render(model: type[Resource], resources: list[Resource], fmt: str, all_namespaces: bool, single: bool) -> str:
+def render(model: type[Resource], resources: list[Resource], fmt: str, all_namespaces: bool, single: bool,
+           status: dict[str, str] | None = None) -> str:
     if fmt == "yaml":
         return yaml.safe_dump_all([to_document(r) for r in resources], sort_keys=False).rstrip()
     if fmt == "json":
         docs = [to_document(r) for r in resources]
         return json.dumps(docs[0] if single else {"kind": "List", "items": docs}, indent=2)
-    return render_table(model, resources, wide=fmt == "wide", all_namespaces=all_namespaces)
+    return render_table(model, resources, wide=fmt == "wide", all_namespaces=all_namespaces, status=status)

@@ -91,3 +91,72 @@ def test_unknown_kind_and_unreachable_etcd(kv):
     kv.set_down(True)
     result = ctl("get", "nodes")
     assert result.exit_code == 1 and "cannot reach etcd" in result.output
+
+
+POLICY = """\
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: web, namespace: prod}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  ingress: [{from: [{podSelector: {}}], ports: [{port: 80}]}]
+---
+apiVersion: calyx.io/v1
+kind: Tier
+metadata: {name: security}
+spec: {order: 100}
+---
+apiVersion: calyx.io/v1
+kind: GlobalNetworkPolicy
+metadata: {name: security.deny-bad}
+spec: {tier: security, order: 10, selector: "app == 'bad'", ingress: [{action: Deny}], egress: [{action: Deny}]}
+"""
+
+
+def test_validate_needs_no_datastore_and_names_the_bad_field(tmp_path, monkeypatch):
+    monkeypatch.setattr(policy.cli, "EtcdKV", lambda settings: pytest.fail("validate must not open etcd"))
+    good = tmp_path / "good.yaml"
+    good.write_text(POLICY)
+    assert ctl("validate", "-f", str(good)).output.strip() == "3 resources valid"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(POLICY.replace("app == 'bad'", "app == 'bad' &&"))
+    result = ctl("validate", "-f", str(bad))
+    assert result.exit_code == 1
+    assert "bad.yaml: document 3 (GlobalNetworkPolicy security.deny-bad): spec.selector: invalid selector: expected a label key, found end of selector at column 16" in result.output
+
+
+def test_dry_run_writes_nothing_and_says_what_would_happen(kv, tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text(POLICY)
+    result = ctl("apply", "--dry-run", "-f", str(path))
+    assert result.exit_code == 0 and "NetworkPolicy prod/knp.default.web would be created (dry run)" in result.output
+    assert kv.data == {}
+    ctl("apply", "-f", str(path))
+    assert "unchanged (dry run)" in ctl("apply", "--dry-run", "-f", str(path)).output
+    result = ctl("create", "--dry-run", "-f", str(path))
+    assert result.exit_code == 1 and "already exists" in result.output
+
+
+def test_diff_shows_only_what_would_change(kv, tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text(POLICY)
+    ctl("apply", "-f", str(path))
+    path.write_text(POLICY.replace("order: 10,", "order: 20,"))
+    result = ctl("diff", "-f", str(path))
+    assert result.exit_code == 0
+    assert "-  order: 10.0" in result.output and "+  order: 20.0" in result.output
+    assert "1 of 3 resources would change" in result.output
+    assert kv.data[list(kv.data)[0]]  # nothing written by diff
+    assert "order: 10.0" in ctl("get", "gnp", "security.deny-bad", "-o", "yaml").output
+
+
+def test_wide_policy_listing_shows_order_tier_selector_rule_counts_and_status(kv, tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text(POLICY)
+    ctl("apply", "-f", str(path))
+    kv.put("/calyx/v1/status/n1/policies", json.dumps({"/calyx/v1/globalnetworkpolicies/security.deny-bad": "boom"}).encode())
+    lines = ctl("get", "gnp", "-o", "wide").output.splitlines()
+    assert lines[0].split() == ["NAME", "TIER", "ORDER", "SELECTOR", "TYPES", "INGRESS", "EGRESS", "STATUS"]
+    assert lines[1].split()[:3] == ["security.deny-bad", "security", "10"] and lines[1].endswith("n1: boom")
+    lines = ctl("get", "networkpolicy", "-n", "prod", "-o", "wide").output.splitlines()
+    assert lines[1].split() == ["knp.default.web", "default", "1000", "app", "==", "'web'", "Ingress", "1", "0", "ok"]
