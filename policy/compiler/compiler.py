@@ -11,7 +11,7 @@ from collections import defaultdict
 from policy.compiler.endpoints import EndpointView, endpoint_chain
 from policy.compiler.labels import Item, LabelIndex
 from policy.compiler.matches import SERVICE_ACCOUNT_LABEL, compile_rule
-from policy.compiler.ruleset import KNOWN_INTERFACES, Ruleset, SetDef
+from policy.compiler.ruleset import KNOWN_INTERFACES, Ruleset, SetDef, interface_sets
 from policy.compiler.sets import Selection, SetSpec, collapse
 from policy.policies import GlobalNetworkPolicy, GlobalNetworkSet, NetworkPolicy, NetworkSet, Policy, Profile, Tier
 from policy.resources import Namespace, WorkloadEndpoint
@@ -76,7 +76,7 @@ class PolicyCompiler:
         self._profiles: dict[str, Profile] = {}
         self._profile_rules: dict[str, CompiledRules] = {}
         self._policies: dict[str, CompiledPolicy] = {}
-        self._sources: dict[str, Policy] = {}
+        self._policy_sources: dict[str, Policy] = {}
         self._quarantined: dict[str, str] = {}
         self._spec_refs: dict[SetSpec, int] = defaultdict(int)
         self._specs_by_selection: dict[Selection, set[SetSpec]] = defaultdict(set)
@@ -85,6 +85,7 @@ class PolicyCompiler:
         self._applied: dict[str, set[str]] = defaultdict(set)  # local endpoint -> policy keys
         self._local: dict[str, str] = {}  # local endpoint key -> interface
         self._interfaces: dict[str, set[str]] = defaultdict(set)  # interface -> local endpoint keys
+        self._chain_users: dict[str, set[str]] = defaultdict(set)  # shared endpoint chain -> interfaces
         self._dirty_items: set[str] = set()
         self._namespaces_changed = False
         self._dirty_interfaces: set[str] = set()
@@ -156,11 +157,11 @@ class PolicyCompiler:
             if not self._selection_users[old.applies]:
                 del self._selection_users[old.applies]
             self._change_applied(self._members.get(old.applies, ()), {key}, add=False)
-        self._sources.pop(key, None)
+        self._policy_sources.pop(key, None)
         self.errors.pop(key, None)
         if policy is None:
             return
-        self._sources[key] = policy
+        self._policy_sources[key] = policy
         broken = self._quarantined.get(key)
         try:
             compiled = CompiledPolicy(key, policy, broken)
@@ -178,8 +179,8 @@ class PolicyCompiler:
     def quarantine(self, key: str, reason: str) -> None:
         """Compile a policy as drop-all (the kernel refused it): its endpoints fail closed."""
         self._quarantined[key] = reason
-        if key in self._sources:
-            self.set_policy(key, self._sources[key])
+        if key in self._policy_sources:
+            self.set_policy(key, self._policy_sources[key])
 
     # ---- output -------------------------------------------------------------------------
 
@@ -193,7 +194,7 @@ class PolicyCompiler:
         for interface in self._dirty_interfaces:
             self._build_interface(interface)
         if self._dirty_interfaces or KNOWN_INTERFACES not in self._ruleset.sets:
-            self._ruleset.sets[KNOWN_INTERFACES] = SetDef("ifname", False, frozenset(self._ruleset.from_workload))
+            self._ruleset.sets.update(interface_sets(self._ruleset.sources))
         self._dirty_interfaces.clear()
         return self._ruleset
 
@@ -314,41 +315,40 @@ class PolicyCompiler:
         return frozenset(elements)
 
     def _build_interface(self, interface: str) -> None:
-        out_chain, in_chain = f"wl-out-{interface}", f"wl-in-{interface}"
         keys = self._interfaces.get(interface)
+        for table, direction in ((self._ruleset.to_workload, "Ingress"), (self._ruleset.from_workload, "Egress")):
+            old = table.pop(interface, None)
+            if old is not None:
+                self._chain_users[old].discard(interface)
+                if not self._chain_users[old]:
+                    del self._chain_users[old], self._ruleset.chains[old]
+            if not keys:
+                continue
+            owner = min(keys)  # two endpoints claiming one interface: the smallest key wins, whatever the order
+            view = EndpointView(self._policy_chains(self._applied.get(owner, set()), direction),
+                                self._profile_chains(self._endpoints[owner], direction))
+            name = view.chain_name(direction)
+            if name not in self._chain_users:
+                self._ruleset.chains[name] = endpoint_chain(view)
+            self._chain_users[name].add(interface)
+            table[interface] = name
+        self._ruleset.sources[interface] = tuple(self._endpoints[min(keys)].spec.ipNetworks) if keys else ()
         if not keys:
-            for chain in (out_chain, in_chain):
-                self._ruleset.chains.pop(chain, None)
-            self._ruleset.from_workload.pop(interface, None)
-            self._ruleset.to_workload.pop(interface, None)
-            return
-        owner = min(keys)  # two endpoints claiming one interface: the smallest key wins, whatever the order
-        endpoint = self._endpoints[owner]
-        view = EndpointView(
-            addresses=tuple(endpoint.spec.ipNetworks),
-            policies=self._policy_chains(self._applied.get(owner, set())),
-            profiles={d: tuple(self._profile_rules[p].chains[d][0] for p in endpoint.spec.profiles
-                               if p in self._profile_rules and d in self._profile_rules[p].chains)
-                      for d in DIRECTIONS},
-        )
-        self._ruleset.chains[out_chain] = endpoint_chain(view, "Egress")
-        self._ruleset.chains[in_chain] = endpoint_chain(view, "Ingress")
-        self._ruleset.from_workload[interface] = out_chain
-        self._ruleset.to_workload[interface] = in_chain
+            del self._ruleset.sources[interface]
 
-    def _policy_chains(self, keys: set[str]) -> dict[str, tuple]:
-        """Per direction: ((tier default action, (policy chain, ...)), ...) in evaluation order."""
+    def _profile_chains(self, endpoint: WorkloadEndpoint, direction: str) -> tuple[str, ...]:
+        return tuple(self._profile_rules[p].chains[direction][0] for p in endpoint.spec.profiles
+                     if p in self._profile_rules and direction in self._profile_rules[p].chains)
+
+    def _policy_chains(self, keys: set[str], direction: str) -> tuple:
+        """((tier default action, (policy chain, ...)), ...) in evaluation order, for one direction."""
         tiers: dict[str, list[CompiledPolicy]] = defaultdict(list)
         for key in keys:
-            tiers[self._policies[key].tier].append(self._policies[key])
-        ordered = sorted(tiers, key=self._tier_sort_key)
-        result = {}
-        for direction in DIRECTIONS:
-            result[direction] = tuple(
-                (self._tier_default(tier), tuple(p.chains[direction][0] for p in sorted(tiers[tier], key=lambda p: p.sort_key)
-                                                 if direction in p.chains))
-                for tier in ordered if any(direction in p.chains for p in tiers[tier]))
-        return result
+            policy = self._policies[key]
+            if direction in policy.chains:
+                tiers[policy.tier].append(policy)
+        return tuple((self._tier_default(tier), tuple(p.chains[direction][0] for p in sorted(tiers[tier], key=lambda p: p.sort_key)))
+                     for tier in sorted(tiers, key=self._tier_sort_key))
 
     def _tier_sort_key(self, name: str):
         tier = self._tiers.get(name)

@@ -14,6 +14,7 @@ WORKLOAD_INTERFACE_PATTERN = "cx*"
 FROM_WORKLOAD_MAP = "from-wl"  # workload interface -> jump wl-out-<if> (traffic the workload sends)
 TO_WORKLOAD_MAP = "to-wl"  # workload interface -> jump wl-in-<if> (traffic to the workload)
 KNOWN_INTERFACES = "wl-ifaces"  # a set (type ifname) of every interface in the maps
+SOURCES = {4: "wl-src4", 6: "wl-src6"}  # (interface, address) a workload may send from
 _T = {"family": FAMILY, "table": TABLE}
 _IIF, _OIF = {"meta": {"key": "iifname"}}, {"meta": {"key": "oifname"}}
 _ESTABLISHED = match({"ct": {"key": "state"}}, ["established", "related"], "in")
@@ -34,28 +35,43 @@ class Ruleset:
     sets: dict[str, SetDef] = field(default_factory=dict)
     from_workload: dict[str, str] = field(default_factory=dict)  # interface -> chain
     to_workload: dict[str, str] = field(default_factory=dict)
+    sources: dict[str, tuple[str, ...]] = field(default_factory=dict)  # interface -> its endpoint's networks
+
+
+def interface_sets(sources: dict[str, tuple[str, ...]]) -> dict[str, SetDef]:
+    """The known workload interfaces, and per family the (interface, network) pairs for anti-spoofing."""
+    sets = {KNOWN_INTERFACES: SetDef("ifname", False, frozenset(sources))}
+    for family, name in SOURCES.items():
+        pairs = frozenset((interface, network.removesuffix("/32" if family == 4 else "/128"))
+                          for interface, networks in sources.items() for network in networks if (":" in network) == (family == 6))
+        sets[name] = SetDef(["ifname", "ipv4_addr" if family == 4 else "ipv6_addr"], True, pairs)
+    return sets
 
 
 def base_chains() -> dict[str, tuple[dict, tuple]]:
     """The hooked chains: (definition, rules).  Unknown workload interfaces carry nothing;
     host-to-workload traffic (output) is not filtered, as in Calico."""
     unknown_in = [match(_IIF, WORKLOAD_INTERFACE_PATTERN), match(_IIF, "@" + KNOWN_INTERFACES, "!="), {"drop": None}]
+    spoofed = [[match(_IIF, "@" + KNOWN_INTERFACES), match({"concat": [_IIF, {"payload": {"protocol": proto, "field": "saddr"}}]},
+                                                          "@" + SOURCES[family], "!="), {"drop": None}]
+               for family, proto in ((4, "ip"), (6, "ip6"))]
     unknown_out = [match(_OIF, WORKLOAD_INTERFACE_PATTERN), match(_OIF, "@" + KNOWN_INTERFACES, "!="), {"drop": None}]
     dispatch_in = [{"vmap": {"key": _IIF, "data": "@" + FROM_WORKLOAD_MAP}}]
     dispatch_out = [{"vmap": {"key": _OIF, "data": "@" + TO_WORKLOAD_MAP}}]
     established = [_ESTABLISHED, {"accept": None}]
     hooked = {"type": "filter", "prio": 0, "policy": "accept"}
     return {
-        "forward": ({**hooked, "hook": "forward"}, (established, unknown_in, unknown_out, dispatch_in, dispatch_out)),
+        "forward": ({**hooked, "hook": "forward"}, (established, unknown_in, unknown_out, *spoofed, dispatch_in, dispatch_out)),
         "input": ({**hooked, "hook": "input"},
-                  (established, [match(_IIF, WORKLOAD_INTERFACE_PATTERN), _ND, {"accept": None}], unknown_in, dispatch_in)),
+                  (established, [match(_IIF, WORKLOAD_INTERFACE_PATTERN), _ND, {"accept": None}], unknown_in, *spoofed,
+                   dispatch_in)),
     }
 
 
 def element(value):
     """A set element in libnftables JSON: an address, a prefix, or an (address, proto, port) tuple."""
     if isinstance(value, tuple):
-        return {"concat": list(value)}
+        return {"concat": [element(v) if isinstance(v, str) else v for v in value]}
     if "/" in value:
         net = ipaddress.ip_network(value)
         return {"prefix": {"addr": str(net.network_address), "len": net.prefixlen}}

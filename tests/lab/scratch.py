@@ -12,9 +12,11 @@ CLONE_NEWNET = 0x40000000
 
 
 class ScratchNamespace:
-    def __init__(self, tag: str = "cxscratch"):
-        self.name = f"{tag}-{secrets.token_hex(3)}"
-        netns.add(self.name)
+    def __init__(self, tag: str = "cxscratch", existing: str | None = None):
+        """A new namespace, or with `existing` a thread in a namespace someone else owns."""
+        self.name, self._owned = existing or f"{tag}-{secrets.token_hex(3)}", existing is None
+        if self._owned:
+            netns.add(self.name)
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, initializer=self._enter)
 
     def _enter(self) -> None:
@@ -35,4 +37,5 @@ class ScratchNamespace:
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
-        netns.remove(self.name)
+        if self._owned:
+            netns.remove(self.name)

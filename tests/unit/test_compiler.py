@@ -50,10 +50,22 @@ metadata: {name: a, namespace: x}
 spec: {node: n1, interfaceName: cxa, ipNetworks: [10.0.0.1/32]}
 """)
     ruleset = compile_all(resources).ruleset()
-    out = json.dumps(ruleset.chains["wl-out-cxa"])
-    assert '"!="' in out and "10.0.0.1" in out and '"ipv6"' in out  # no IPv6 address: IPv6 dropped
-    assert "drop" not in json.dumps(ruleset.chains["wl-in-cxa"][2:])  # past invalid/mark: nothing drops
-    assert ruleset.from_workload == {"cxa": "wl-out-cxa"} and ruleset.sets["wl-ifaces"].elements == {"cxa"}
+    assert ruleset.sets["wl-src4"].elements == {("cxa", "10.0.0.1")}
+    assert ruleset.sets["wl-src6"].elements == frozenset()  # no IPv6 address: it may send no IPv6
+    for chain in (ruleset.from_workload["cxa"], ruleset.to_workload["cxa"]):
+        assert "drop" not in json.dumps(ruleset.chains[chain][1:])  # past ct invalid: nothing drops
+    assert ruleset.sets["wl-ifaces"].elements == {"cxa"}
+
+
+def test_endpoints_with_the_same_policies_share_chains():
+    resources = docs((GOLDEN / "representative.yaml").read_text())
+    ruleset = compile_all(resources).ruleset()
+    assert ruleset.to_workload["cxweb1"] != ruleset.to_workload["cxdb1"]
+    twin = docs((GOLDEN / "representative.yaml").read_text().replace("name: web-1,", "name: web-3,")
+                .replace("cxweb1", "cxweb3").replace("10.0.1.1/32", "10.0.1.3/32"))
+    ruleset = compile_all(resources + [r for r in twin if r.name == "web-3"]).ruleset()
+    assert ruleset.to_workload["cxweb3"] == ruleset.to_workload["cxweb1"]
+    assert ruleset.from_workload["cxweb3"] == ruleset.from_workload["cxweb1"]
 
 
 def test_removing_everything_leaves_only_the_empty_interface_set():
@@ -63,7 +75,8 @@ def test_removing_everything_leaves_only_the_empty_interface_set():
     for resource in resources:
         feed(compiler, resource, removed=True)
     ruleset = compiler.ruleset()
-    assert ruleset.chains == {} and ruleset.from_workload == {} and list(ruleset.sets) == ["wl-ifaces"]
+    assert ruleset.chains == {} and ruleset.from_workload == {}
+    assert {name: s.elements for name, s in ruleset.sets.items()} == dict.fromkeys(["wl-ifaces", "wl-src4", "wl-src6"], frozenset())
 
 
 def test_a_policy_that_cannot_compile_becomes_drop_all_for_its_endpoints_only():
