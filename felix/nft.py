@@ -1,4 +1,7 @@
-"""The only module that talks to nftables: libnftables' JSON API, one transaction per call."""
+"""The only module that talks to nftables: libnftables, one transaction per call.
+
+Commands are built as libnftables JSON and sent in nft's text syntax, which libnftables parses
+about 2.5 times faster; listings are read back as JSON."""
 
 import json
 from dataclasses import dataclass
@@ -6,6 +9,7 @@ from typing import Protocol
 
 import nftables
 
+from policy.compiler.nft_text import render
 from policy.compiler.ruleset import FAMILY, TABLE
 
 
@@ -33,14 +37,17 @@ class LibNftables:
         self._nft = nftables.Nftables()
         self._nft.set_json_output(True)
         self._nft.set_terse_output(True)  # listings without set elements: names are all we need
+        self._set_types: dict[str, object] = {}  # element syntax depends on the set's type
 
     def run(self, commands: list[dict]) -> None:
         """Apply commands as one transaction: all or nothing."""
         if not commands:
             return
-        rc, _, error = self._nft.json_cmd({"nftables": commands})
+        types = dict(self._set_types)
+        rc, _, error = self._nft.cmd(render(commands, types))
         if rc != 0:
             raise NftError(error.strip() or f"libnftables returned {rc}")
+        self._set_types = types
 
     def listing(self) -> TableListing | None:
         rc, output, error = self._nft.cmd(f"list table {FAMILY} {TABLE}")
@@ -51,6 +58,8 @@ class LibNftables:
         objects = json.loads(output)["nftables"]
         chains = frozenset(o["chain"]["name"] for o in objects if "chain" in o)
         sets = {o["set"]["name"]: (_hashable(o["set"]["type"]), tuple(o["set"].get("flags", ()))) for o in objects if "set" in o}
+        self._set_types.update({o["set"]["name"]: o["set"]["type"] for o in objects if "set" in o})
+        self._set_types.update({o["map"]["name"]: "ifname" for o in objects if "map" in o})
         maps = frozenset(o["map"]["name"] for o in objects if "map" in o)
         return TableListing(chains, sets, maps)
 

@@ -4,6 +4,7 @@ namespaces: the kernel accepts them, and incremental changes end where a fresh l
 import json
 from pathlib import Path
 
+import nftables
 import pytest
 from hypothesis import HealthCheck, given, settings
 
@@ -58,6 +59,20 @@ def test_the_golden_ruleset_loads_into_the_kernel(scratch):
     assert "iifname vmap @from-wl" in text and "jump pol-in-" in text and "tcp . 8080" in text
 
 
+def test_text_and_json_forms_of_a_ruleset_load_identically(scratch):
+    """The driver sends nft's text syntax; it must mean exactly what the JSON model says."""
+    as_text, as_json = scratch(), scratch()
+    commands = full_commands(compile_all(docs(MODEL)).ruleset())
+    _load(as_text, commands)
+    as_json.call(lambda: _json_load(commands))
+    assert _listing(as_text) == _listing(as_json)
+
+
+def _json_load(commands: list[dict]) -> None:
+    rc, _, error = nftables.Nftables().json_cmd({"nftables": commands})
+    assert rc == 0, error
+
+
 def test_restart_rebuild_and_incremental_changes_end_like_a_fresh_load(scratch):
     driven, fresh = scratch(), scratch()
     compiler = compile_all(docs(MODEL))
@@ -83,8 +98,8 @@ def test_restart_rebuild_and_incremental_changes_end_like_a_fresh_load(scratch):
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(steps)
-def test_any_generated_model_is_accepted_by_libnftables(scratch, sequence):
-    space = scratch()
+def test_any_generated_model_is_accepted_by_libnftables_and_its_text_means_the_json(scratch, sequence):
+    space, reference = scratch(), scratch()
     compiler = compile_all([])
     for resource, removed, _ in sequence:
         feed(compiler, resource, removed=removed)
@@ -93,3 +108,5 @@ def test_any_generated_model_is_accepted_by_libnftables(scratch, sequence):
         _load(space, commands)
     except Exception as exc:
         raise AssertionError(f"{exc}\n{json.dumps(commands)[:3000]}") from None
+    reference.call(lambda: _json_load(commands))
+    assert _listing(space) == _listing(reference)
