@@ -10,6 +10,7 @@ import queue
 import threading
 import time
 
+from felix.bulk import bulk_work
 from felix.calc import RouteIndex, endpoint_routes
 from felix.config import AgentConfig
 from felix.health import Status
@@ -70,13 +71,17 @@ class Agent:
         while not stop.is_set():
             self.status.last_tick = time.monotonic()
             timeout = max(0.0, min(next_refresh, next_retry, time.monotonic() + 1.0) - time.monotonic())
-            links_lost = self._drain(timeout)
-            if not self._complete:
-                continue
-            now = time.monotonic()
-            if not self.status.in_sync or links_lost or now >= next_refresh:
+            if not self.status.in_sync:
+                with bulk_work():  # the first sync builds the whole state at once
+                    self._drain(timeout)
+                    if not self._complete:
+                        continue
+                    self._start_resync()
+                next_refresh = time.monotonic() + self.config.route_refresh_interval
+            elif self._drain(timeout) or time.monotonic() >= next_refresh:
                 self._start_resync()
-                next_refresh = now + self.config.route_refresh_interval
+                next_refresh = time.monotonic() + self.config.route_refresh_interval
+            now = time.monotonic()
             if self._pending and (now >= next_retry or next_retry == float("inf")):
                 self._program()
                 next_retry = now + RETRY_INTERVAL if self._pending else float("inf")

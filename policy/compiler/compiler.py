@@ -86,6 +86,7 @@ class PolicyCompiler:
         self._local: dict[str, str] = {}  # local endpoint key -> interface
         self._interfaces: dict[str, set[str]] = defaultdict(set)  # interface -> local endpoint keys
         self._chain_users: dict[str, set[str]] = defaultdict(set)  # shared endpoint chain -> interfaces
+        self._view_names: dict[tuple, str] = {}  # (direction, view) -> chain name, so each is hashed once
         self._dirty_items: set[str] = set()
         self._namespaces_changed = False
         self._dirty_interfaces: set[str] = set()
@@ -322,12 +323,16 @@ class PolicyCompiler:
                 self._chain_users[old].discard(interface)
                 if not self._chain_users[old]:
                     del self._chain_users[old], self._ruleset.chains[old]
+                    self._view_names = {v: n for v, n in self._view_names.items() if n != old} \
+                        if len(self._view_names) > 2 * len(self._chain_users) + 64 else self._view_names
             if not keys:
                 continue
             owner = min(keys)  # two endpoints claiming one interface: the smallest key wins, whatever the order
             view = EndpointView(self._policy_chains(self._applied.get(owner, set()), direction),
                                 self._profile_chains(self._endpoints[owner], direction))
-            name = view.chain_name(direction)
+            name = self._view_names.get((direction, view))
+            if name is None:
+                name = self._view_names[(direction, view)] = view.chain_name(direction)
             if name not in self._chain_users:
                 self._ruleset.chains[name] = endpoint_chain(view)
             self._chain_users[name].add(interface)

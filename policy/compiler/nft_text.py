@@ -3,7 +3,6 @@
 libnftables parses its text syntax about 2.5 times faster than the same ruleset in JSON, so the
 driver keeps the JSON model (diffable, testable) and hands the kernel its text."""
 
-import ipaddress
 import json
 
 _QUOTED_KEYS = {"iifname", "oifname"}
@@ -13,26 +12,17 @@ def _ident(obj: dict) -> str:
     return f"{obj['family']} {obj['table']} {obj['name']}" if "table" in obj else f"{obj['family']} {obj['name']}"
 
 
-def _is_address(value: str) -> bool:
-    try:
-        ipaddress.ip_address(value)
-        return True
-    except ValueError:
-        return False
-
-
-def value(v, quote: bool = False) -> str:
-    """A literal: number, address, prefix, range, concatenation, set, or a (quoted) string."""
+def value(v, quote=False) -> str:
+    """A literal: number, address, prefix, range, concatenation, set, or a string.  quote says
+    which strings are interface names (nft wants those quoted): a bool, or one per concat part."""
+    if isinstance(v, str):
+        if quote is True and not v.startswith("@"):
+            return json.dumps(v)
+        return v
     if isinstance(v, bool) or v is None:
         raise ValueError(f"unsupported literal {v!r}")
     if isinstance(v, int):
         return str(v)
-    if isinstance(v, str):
-        if v.startswith("@"):
-            return v
-        if _is_address(v) or not quote and v.replace("-", "").isalnum():
-            return v
-        return json.dumps(v)
     if isinstance(v, list):
         return "{ " + ", ".join(value(x, quote) for x in v) + " }"
     (kind, body), = v.items()
@@ -43,7 +33,8 @@ def value(v, quote: bool = False) -> str:
     if kind == "range":
         return f"{value(body[0])}-{value(body[1])}"
     if kind == "concat":
-        return " . ".join(value(x, quote) for x in body)
+        parts = quote if isinstance(quote, tuple) else (quote,) * len(body)
+        return " . ".join(value(x, q) for x, q in zip(body, parts))
     raise ValueError(f"unsupported literal {v!r}")
 
 
@@ -62,12 +53,12 @@ def expression(e) -> str:
     raise ValueError(f"unsupported expression {e!r}")
 
 
-def _quoting(left) -> bool:
-    """ifname values are strings nft must see quoted; in a concatenation, the first part decides."""
+def _quoting(left):
+    """Interface names are the strings nft must see quoted: per part for a concatenation."""
     if "meta" in left:
         return left["meta"]["key"] in _QUOTED_KEYS
     if "concat" in left:
-        return _quoting(left["concat"][0])
+        return tuple(_quoting(part) for part in left["concat"])
     return False
 
 
@@ -96,7 +87,9 @@ def statement(s: dict) -> str:
 def _element(set_type, e) -> str:
     if isinstance(e, list):  # a map element: key : verdict
         return f"{value(e[0], True)} : jump {e[1]['jump']['target']}"
-    return value(e, quote=(set_type[0] if isinstance(set_type, list) else set_type) == "ifname")
+    if isinstance(set_type, list):
+        return value(e, tuple(t == "ifname" for t in set_type))
+    return value(e, set_type == "ifname")
 
 
 def _type(t) -> str:
@@ -106,6 +99,8 @@ def _type(t) -> str:
 def command(c: dict, set_types: dict[str, object]) -> str:
     (verb, body), = c.items()
     (what, obj), = body.items()
+    if what == "ruleset":
+        return f"{verb} ruleset"
     if what == "table":
         return f"{verb} table {_ident(obj)}"
     if what == "chain":
