@@ -73,7 +73,7 @@ class SetSpec:
 def collapse(networks: Iterable[str]) -> frozenset[str]:
     """Interval sets refuse overlapping elements: merge them, keeping host addresses bare."""
     networks = list(networks)
-    if all(n.endswith(("/32", "/128")) for n in networks):  # the common case: endpoints only (canonical text)
+    if all(n.endswith("/128") or n.endswith("/32") and ":" not in n for n in networks):  # endpoints only
         return frozenset(n.rpartition("/")[0] for n in networks)
     nets = [ipaddress.ip_network(n) for n in networks]
     if all(n.num_addresses == 1 for n in nets):

@@ -90,3 +90,10 @@ def test_a_policy_that_cannot_compile_becomes_drop_all_for_its_endpoints_only():
     assert list(changed.values()) == [([{"drop": None}],)]  # db's ingress chain, nothing else
     assert len(before[next(iter(changed))]) == 5  # its five compiled rules before
     assert compiler.errors == {key: "the kernel refused it"}
+
+
+def test_collapse_keeps_hosts_bare_and_merges_networks_of_either_family():
+    from policy.compiler.sets import collapse
+    assert collapse(["10.0.0.1/32", "fd00::1/128"]) == {"10.0.0.1", "fd00::1"}
+    assert collapse(["2001:db8::/32"]) == {"2001:db8::/32"}
+    assert collapse(["10.0.0.0/24", "10.0.0.7/32", "10.0.1.0/24"]) == {"10.0.0.0/23"}
