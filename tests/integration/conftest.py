@@ -9,7 +9,6 @@ import shutil
 import pytest
 
 from policy.store import WriteMode
-from tests.lab.netpol import PolicyLab
 from tests.lab.topology import Lab, enter_controller_namespace, leave_controller_namespace
 
 MISSING = [tool for tool in ("ip", "etcd", "etcdctl", "ping") if not shutil.which(tool)]
@@ -63,23 +62,3 @@ def cluster(lab_factory):
         lab.wait_programmed(node, revision, timeout=20)
     return lab
 
-
-@pytest.fixture(scope="session")
-def policy_model():
-    """The NetworkPolicy e2e model (x, y, z with pods a, b, c on two nodes), built once."""
-    lab = Lab(nodes=2)
-    try:
-        lab.build()
-        model = PolicyLab(lab)
-        model.build()
-        yield model
-    finally:
-        print(lab.logs())
-        lab.destroy()
-
-
-@pytest.fixture
-def netpol(policy_model):
-    """The model with no policy of any kind and every pod's original labels."""
-    policy_model.reset()
-    return policy_model
