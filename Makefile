@@ -39,6 +39,7 @@ demo-down: setup
 
 bench: setup
 	$(PY) -m tests.bench.bench_routes
+	$(PY) -m tests.bench.bench_policy
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis *.egg-info

@@ -21,10 +21,12 @@ log = logging.getLogger(__name__)
 
 # Detect a silently dead peer within ~15 s and reconnect quickly after an etcd restart.
 # (grpc.min_reconnect_backoff_ms is left alone: grpc uses it as the connect timeout.)
+# Pings only while a call is open (felix always has its watch): etcd forbids pings on an idle
+# connection and answers them with GOAWAY "too_many_pings".
 _GRPC_OPTIONS = [
     ("grpc.keepalive_time_ms", 10_000),
     ("grpc.keepalive_timeout_ms", 5_000),
-    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.keepalive_permit_without_calls", 0),
     ("grpc.http2.max_pings_without_data", 0),
     ("grpc.initial_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 1_000),

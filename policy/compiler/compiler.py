@@ -86,7 +86,8 @@ class PolicyCompiler:
         self._local: dict[str, str] = {}  # local endpoint key -> interface
         self._interfaces: dict[str, set[str]] = defaultdict(set)  # interface -> local endpoint keys
         self._chain_users: dict[str, set[str]] = defaultdict(set)  # shared endpoint chain -> interfaces
-        self._view_names: dict[tuple, str] = {}  # (direction, view) -> chain name, so each is hashed once
+        self._views: dict[tuple, tuple[EndpointView, str]] = {}  # see _view
+        self._networks: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}  # item -> (IPv4, IPv6) networks
         self._dirty_items: set[str] = set()
         self._namespaces_changed = False
         self._dirty_interfaces: set[str] = set()
@@ -127,6 +128,7 @@ class PolicyCompiler:
         self._namespaces_changed = True
 
     def set_tier(self, name: str, tier: Tier | None) -> None:
+        self._views.clear()
         if tier is None:
             self._tiers.pop(name, None)
         else:
@@ -134,6 +136,7 @@ class PolicyCompiler:
         self._dirty_interfaces |= set(self._interfaces)
 
     def set_profile(self, name: str, profile: Profile | None) -> None:
+        self._views.clear()
         old = self._profile_rules.pop(name, None)
         if old:
             self._release(old)
@@ -151,6 +154,7 @@ class PolicyCompiler:
                     self._dirty_interfaces.add(self._local[key])
 
     def set_policy(self, key: str, policy: Policy | None) -> None:
+        self._views.clear()
         old = self._policies.pop(key, None)
         if old:
             self._release(old)
@@ -204,6 +208,12 @@ class PolicyCompiler:
     def _reindex(self, key: str) -> None:
         self.index.put(key, self._item(key))
         self._dirty_items.add(key)
+        networks = self._endpoints[key].spec.ipNetworks if key in self._endpoints else \
+            self._netsets[key].spec.nets if key in self._netsets else None
+        if networks is None:
+            self._networks.pop(key, None)
+        else:  # per family, ready for set elements
+            self._networks[key] = (tuple(n for n in networks if ":" not in n), tuple(n for n in networks if ":" in n))
 
     def _item(self, key: str) -> Item | None:
         if key in self._endpoints:
@@ -291,12 +301,8 @@ class PolicyCompiler:
             self._change_applied(members & touched, users, add=True)
             self._change_applied(old - members, users, add=False)
 
-    def _addresses(self, key: str, family: int) -> list[str]:
-        if key in self._endpoints:
-            networks = self._endpoints[key].spec.ipNetworks
-        else:
-            networks = self._netsets[key].spec.nets
-        return [n for n in networks if (":" in n) == (family == 6)]
+    def _addresses(self, key: str, family: int) -> tuple[str, ...]:
+        return self._networks[key][family == 6]
 
     def _elements(self, spec: SetSpec) -> frozenset:
         if spec.selection is None:
@@ -311,7 +317,7 @@ class PolicyCompiler:
                 continue
             ports = [p.port for p in endpoint.spec.ports
                      if p.name == spec.port_name and PROTOCOL_NUMBERS[p.protocol] == spec.protocol]
-            hosts = [n.split("/")[0] for n in self._addresses(key, spec.family) if n.endswith(("/32", "/128"))]
+            hosts = [n.rpartition("/")[0] for n in self._addresses(key, spec.family) if n.endswith("/32" if spec.family == 4 else "/128")]
             elements.update((host, spec.protocol, port) for host in hosts for port in ports)
         return frozenset(elements)
 
@@ -323,16 +329,10 @@ class PolicyCompiler:
                 self._chain_users[old].discard(interface)
                 if not self._chain_users[old]:
                     del self._chain_users[old], self._ruleset.chains[old]
-                    self._view_names = {v: n for v, n in self._view_names.items() if n != old} \
-                        if len(self._view_names) > 2 * len(self._chain_users) + 64 else self._view_names
             if not keys:
                 continue
             owner = min(keys)  # two endpoints claiming one interface: the smallest key wins, whatever the order
-            view = EndpointView(self._policy_chains(self._applied.get(owner, set()), direction),
-                                self._profile_chains(self._endpoints[owner], direction))
-            name = self._view_names.get((direction, view))
-            if name is None:
-                name = self._view_names[(direction, view)] = view.chain_name(direction)
+            view, name = self._view(owner, direction)
             if name not in self._chain_users:
                 self._ruleset.chains[name] = endpoint_chain(view)
             self._chain_users[name].add(interface)
@@ -340,6 +340,20 @@ class PolicyCompiler:
         self._ruleset.sources[interface] = tuple(self._endpoints[min(keys)].spec.ipNetworks) if keys else ()
         if not keys:
             del self._ruleset.sources[interface]
+
+    def _view(self, key: str, direction: str) -> tuple[EndpointView, str]:
+        """An endpoint's view and chain name, cached by what decides them: endpoints under the
+        same policies and profiles share it (the cache is dropped when policies, tiers or
+        profiles change)."""
+        cache_key = (direction, frozenset(self._applied.get(key, ())), tuple(self._endpoints[key].spec.profiles))
+        found = self._views.get(cache_key)
+        if found is None:
+            if len(self._views) > 4 * len(self._chain_users) + 64:
+                self._views.clear()
+            view = EndpointView(self._policy_chains(cache_key[1], direction),
+                                self._profile_chains(self._endpoints[key], direction))
+            found = self._views[cache_key] = (view, view.chain_name(direction))
+        return found
 
     def _profile_chains(self, endpoint: WorkloadEndpoint, direction: str) -> tuple[str, ...]:
         return tuple(self._profile_rules[p].chains[direction][0] for p in endpoint.spec.profiles

@@ -11,11 +11,12 @@
 
 import argparse
 import json
+import select
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
 from felix.bulk import bulk_work
 from felix.nft import LibNftables
@@ -27,7 +28,7 @@ from policy.kinds import key_of
 from policy.store import ResourceStore, WriteMode
 from tests.bench.bench_routes import wait_for_quiet
 from tests.lab import netns
-from tests.lab.netpol import PROBE
+from tests.lab.traffic import PROBE
 from tests.lab.scratch import ScratchNamespace
 from tests.lab.topology import Lab, enter_controller_namespace, leave_controller_namespace
 from tests.policy_model import feed
@@ -181,12 +182,9 @@ def cold_compile(resources) -> dict:
 
 # -- 3. one policy changed with 1,000 present --------------------------------------------------
 
-def readyz(lab: Lab) -> dict:
-    with urllib.request.urlopen(f"http://{lab.nodes['node1'].address}:9099/readyz", timeout=2) as response:
-        return json.loads(response.read())
-
-
 def policy_changes(lab: Lab, resources, changes: int) -> list[float]:
+    """etcd put to the rewritten rule appearing in the kernel, seen by `nft monitor` (polling
+    felix's /readyz instead would compete with it for the interpreter)."""
     store = ResourceStore(lab.kv, lab.prefix)
     revision = 0
     for start in range(0, len(resources), 1000):
@@ -194,22 +192,32 @@ def policy_changes(lab: Lab, resources, changes: int) -> list[float]:
     lab.start_felix("node1")
     lab.wait_programmed("node1", revision, timeout=600)
     policies = [r for r in resources if r.kind == "NetworkPolicy"]
+    monitor = subprocess.Popen(["ip", "netns", "exec", lab.nodes["node1"].netns, "nft", "monitor", "rules"],
+                               stdout=subprocess.PIPE, text=True, bufsize=1)
     latencies = []
-    for n in range(changes):
-        original = policies[(n * 37) % len(policies)]
-        spec = original.spec.model_dump(mode="json", exclude_none=True)
-        spec["ingress"][0]["destination"]["ports"] = [80 + n % 5 + 1, "http"]
-        changed = parse_resource({"apiVersion": "calyx.io/v1", "kind": "NetworkPolicy",
-                                  "metadata": {"name": original.name, "namespace": original.namespace}, "spec": spec})
-        started = time.perf_counter()
-        revision = store.write([changed], WriteMode.APPLY)
-        deadline = started + 10
-        while readyz(lab)["programmedRevision"] < revision:
-            if time.perf_counter() > deadline:
-                raise TimeoutError(f"{key_of(lab.prefix, changed)} not programmed in 10 s")
-            time.sleep(0.001)
-        latencies.append(time.perf_counter() - started)
-        time.sleep(0.02)
+    try:
+        time.sleep(0.5)
+        for n in range(changes):
+            original = policies[(n * 37) % len(policies)]
+            spec = original.spec.model_dump(mode="json", exclude_none=True)
+            port = 20_000 + n
+            spec["ingress"][0]["destination"]["ports"] = [port, "http"]
+            changed = parse_resource({"apiVersion": "calyx.io/v1", "kind": "NetworkPolicy",
+                                      "metadata": {"name": original.name, "namespace": original.namespace}, "spec": spec})
+            started = time.perf_counter()
+            store.write([changed], WriteMode.APPLY)
+            deadline = started + 10
+            while True:
+                ready, _, _ = select.select([monitor.stdout], [], [], max(0.0, deadline - time.perf_counter()))
+                if not ready:
+                    raise TimeoutError(f"{key_of(lab.prefix, changed)} not in the kernel after 10 s")
+                if f"dport {port}" in monitor.stdout.readline():
+                    break
+            latencies.append(time.perf_counter() - started)
+            time.sleep(0.05)
+    finally:
+        monitor.kill()
+        monitor.wait()
     return latencies
 
 
@@ -255,7 +263,7 @@ def main() -> int:
           f"nft -f {cold['nft']:.2f} s -> ratio {total / cold['nft']:.2f}x (goal <= 2x)")
     p50 = statistics.median(latencies) * 1000
     p99 = sorted(latencies)[max(0, int(len(latencies) * 0.99) - 1)] * 1000
-    print(f"  one policy changed with 1,000 present, put -> programmed: p50 {p50:.1f} ms, p99 {p99:.1f} ms, "
+    print(f"  one policy changed with 1,000 present, etcd put -> rule in the kernel: p50 {p50:.1f} ms, p99 {p99:.1f} ms, "
           f"max {max(latencies) * 1000:.1f} ms over {len(latencies)} changes (goal p99 <= 50 ms)")
     return 0
 

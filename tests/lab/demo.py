@@ -2,8 +2,9 @@
 
 etcd, a fabric router, two nodes running felix and two workloads per node, each attached by
 the workload recipe and declared with policyctl.  Prints each node's workload routes and the
-reachability between all workloads (ping and TCP, IPv4 and IPv6), then tears it all down
-(--keep leaves it up; --down removes a kept one)."""
+reachability between all workloads (ping and TCP, IPv4 and IPv6); then applies a Kubernetes
+NetworkPolicy that lets only node1-a reach node2-b and prints the IPv4 table again, enforced
+by nftables.  Then tears it all down (--keep leaves it up; --down removes a kept one)."""
 
 import argparse
 import json
@@ -30,7 +31,22 @@ def _manifest(lab: Lab) -> str:
     return "\n---\n".join(json.dumps(d) for d in docs)
 
 
-def _print_table(lab: Lab, family: int) -> bool:
+POLICY = """\
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: only-node1-a, namespace: default}
+spec:
+  podSelector: {matchLabels: {app: node2-b}}
+  ingress: [{from: [{podSelector: {matchLabels: {app: node1-a}}}]}]
+"""
+
+
+def _policyctl(lab: Lab, *args: str) -> str:
+    return subprocess.run([sys.executable, "-m", "policy.cli", *lab.etcd_flags(), *args], check=True,
+                          capture_output=True, text=True).stdout
+
+
+def _print_table(lab: Lab, family: int, expect=lambda src, dst: True) -> bool:
     names = [w.name for w in lab.workloads()]
     table = reachability(lab, family)
     width = max(len(n) for n in names) + 2
@@ -39,7 +55,7 @@ def _print_table(lab: Lab, family: int) -> bool:
     for src in names:
         cells = ["-" if src == dst else "/".join("ok" if r else "NO" for r in table[(src, dst)]) for dst in names]
         print(src.ljust(width) + "".join(c.ljust(width) for c in cells))
-    return all(all(result) for result in table.values())
+    return all(all(result) == expect(src, dst) and any(result) == expect(src, dst) for (src, dst), result in table.items())
 
 
 def run(keep: bool) -> int:
@@ -70,6 +86,16 @@ def run(keep: bool) -> int:
         wait_for(lambda: all(ping(first, w.ipv6) for w in lab.workloads()[1:]), timeout=10, what="IPv6 neighbour discovery")
         ok = _print_table(lab, 4) & _print_table(lab, 6)
         print("\nall workloads reach each other" if ok else "\nSOME WORKLOADS CANNOT REACH EACH OTHER")
+        policy = lab.dir / "policy.yaml"
+        policy.write_text(POLICY)
+        print(f"\npolicyctl apply -f {policy}   (only node1-a may reach node2-b)\n{_policyctl(lab, 'apply', '-f', str(policy))}")
+        revision = int(json.loads(lab.etcdctl("get", "/", "--prefix", "--keys-only", "-w", "json"))["header"]["revision"])
+        for node in lab.nodes:
+            lab.wait_programmed(node, revision, timeout=30)
+        print(_policyctl(lab, "get", "networkpolicy", "-o", "wide").rstrip())
+        enforced = _print_table(lab, 4, expect=lambda src, dst: dst != "node2-b" or src == "node1-a")
+        print("\nthe policy is enforced" if enforced else "\nTHE POLICY IS NOT ENFORCED AS WRITTEN")
+        ok &= enforced
         if keep:
             _save(lab)
             print(f"\nleft running (KEEP=1). Try:\n  ip netns exec {lab.nodes['node1'].netns} ip route\n"

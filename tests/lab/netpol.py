@@ -4,7 +4,6 @@ spread over two nodes; and a reachability matrix probed with real packets."""
 
 import json
 import subprocess
-from pathlib import Path
 
 from policy.documents import load_documents
 from policy.policies import GlobalNetworkPolicy, GlobalNetworkSet, NetworkPolicy, NetworkSet, Profile, Tier
@@ -13,8 +12,8 @@ from policy.store import Ref, WriteMode
 from tests.lab import netns
 from tests.lab.processes import wait_for
 from tests.lab.topology import Lab, Workload
+from tests.lab.traffic import PROBE
 
-PROBE = str(Path(__file__).with_name("probe.py"))
 NAMESPACES = ("x", "y", "z")
 PODS = ("a", "b", "c")
 PORTS = (80, 81)

@@ -1,12 +1,13 @@
-"""Real packets between workloads: ping and a TCP echo, each bounded in time."""
+"""Real packets between workloads: ping and a TCP echo (tests/lab/probe.py), each bounded in time."""
 
+import json
 from pathlib import Path
 
 from tests.lab import netns
 from tests.lab.processes import wait_for
 from tests.lab.topology import Lab, Workload
 
-ECHO = str(Path(__file__).with_name("echo.py"))
+PROBE = str(Path(__file__).with_name("probe.py"))
 ECHO_PORT = 8080
 
 
@@ -16,7 +17,8 @@ def ping(src: Workload, address: str, count: int = 1, wait: float = 1) -> bool:
 
 
 def tcp(src: Workload, address: str, port: int = ECHO_PORT) -> bool:
-    return netns.in_ns(src.netns, "python3", ECHO, "connect", address, str(port), check=False, timeout=10).returncode == 0
+    result = netns.in_ns(src.netns, "python3", PROBE, "probe", "2", json.dumps([[address, port, "tcp"]]), check=False, timeout=10)
+    return result.returncode == 0 and json.loads(result.stdout) == [True]
 
 
 def start_echo_servers(lab: Lab, port: int = ECHO_PORT) -> None:
@@ -24,7 +26,7 @@ def start_echo_servers(lab: Lab, port: int = ECHO_PORT) -> None:
         name = f"echo-{workload.node}-{workload.name}"
         if any(d.name == name for d in lab.daemons):
             continue
-        lab._daemon(name, ["ip", "netns", "exec", workload.netns, "python3", ECHO, "serve", str(port)])
+        lab._daemon(name, ["ip", "netns", "exec", workload.netns, "python3", PROBE, "serve", str(port)])
     for workload in lab.workloads():
         wait_for(lambda: netns.in_ns(workload.netns, "ss", "-Hltn", f"sport = :{port}").stdout.strip(),
                  timeout=10, what=f"echo server in {workload.name}")

@@ -4,7 +4,8 @@ while felix is dead and while it rebuilds; a change made meanwhile is applied af
 import subprocess
 
 from policy.store import WriteMode
-from tests.lab.netpol import PROBE, Reachability
+from tests.lab.netpol import Reachability
+from tests.lab.traffic import PROBE
 from tests.policy_model import docs
 
 POLICY = """\
