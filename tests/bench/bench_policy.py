@@ -11,12 +11,11 @@
 
 import argparse
 import json
-import select
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 
 from felix.bulk import bulk_work
 from felix.nft import LibNftables
@@ -182,9 +181,14 @@ def cold_compile(resources) -> dict:
 
 # -- 3. one policy changed with 1,000 present --------------------------------------------------
 
+def programmed_revision(lab: Lab) -> int:
+    with urllib.request.urlopen(f"http://{lab.nodes['node1'].address}:9099/readyz", timeout=2) as response:
+        return json.loads(response.read())["programmedRevision"]
+
+
 def policy_changes(lab: Lab, resources, changes: int) -> list[float]:
-    """etcd put to the rewritten rule appearing in the kernel, seen by `nft monitor` (polling
-    felix's /readyz instead would compete with it for the interpreter)."""
+    """etcd put to felix reporting the revision programmed (it does so once the nftables
+    transaction has returned), polled every 5 ms."""
     store = ResourceStore(lab.kv, lab.prefix)
     revision = 0
     for start in range(0, len(resources), 1000):
@@ -192,32 +196,21 @@ def policy_changes(lab: Lab, resources, changes: int) -> list[float]:
     lab.start_felix("node1")
     lab.wait_programmed("node1", revision, timeout=600)
     policies = [r for r in resources if r.kind == "NetworkPolicy"]
-    monitor = subprocess.Popen(["ip", "netns", "exec", lab.nodes["node1"].netns, "nft", "monitor", "rules"],
-                               stdout=subprocess.PIPE, text=True, bufsize=1)
     latencies = []
-    try:
-        time.sleep(0.5)
-        for n in range(changes):
-            original = policies[(n * 37) % len(policies)]
-            spec = original.spec.model_dump(mode="json", exclude_none=True)
-            port = 20_000 + n
-            spec["ingress"][0]["destination"]["ports"] = [port, "http"]
-            changed = parse_resource({"apiVersion": "calyx.io/v1", "kind": "NetworkPolicy",
-                                      "metadata": {"name": original.name, "namespace": original.namespace}, "spec": spec})
-            started = time.perf_counter()
-            store.write([changed], WriteMode.APPLY)
-            deadline = started + 10
-            while True:
-                ready, _, _ = select.select([monitor.stdout], [], [], max(0.0, deadline - time.perf_counter()))
-                if not ready:
-                    raise TimeoutError(f"{key_of(lab.prefix, changed)} not in the kernel after 10 s")
-                if f"dport {port}" in monitor.stdout.readline():
-                    break
-            latencies.append(time.perf_counter() - started)
-            time.sleep(0.05)
-    finally:
-        monitor.kill()
-        monitor.wait()
+    for n in range(changes):
+        original = policies[(n * 37) % len(policies)]
+        spec = original.spec.model_dump(mode="json", exclude_none=True)
+        spec["ingress"][0]["destination"]["ports"] = [20_000 + n, "http"]
+        changed = parse_resource({"apiVersion": "calyx.io/v1", "kind": "NetworkPolicy",
+                                  "metadata": {"name": original.name, "namespace": original.namespace}, "spec": spec})
+        started = time.perf_counter()
+        revision = store.write([changed], WriteMode.APPLY)
+        while programmed_revision(lab) < revision:
+            if time.perf_counter() > started + 10:
+                raise TimeoutError(f"{key_of(lab.prefix, changed)} not programmed after 10 s")
+            time.sleep(0.005)
+        latencies.append(time.perf_counter() - started)
+        time.sleep(0.05)
     return latencies
 
 
@@ -263,7 +256,7 @@ def main() -> int:
           f"nft -f {cold['nft']:.2f} s -> ratio {total / cold['nft']:.2f}x (goal <= 2x)")
     p50 = statistics.median(latencies) * 1000
     p99 = sorted(latencies)[max(0, int(len(latencies) * 0.99) - 1)] * 1000
-    print(f"  one policy changed with 1,000 present, etcd put -> rule in the kernel: p50 {p50:.1f} ms, p99 {p99:.1f} ms, "
+    print(f"  one policy changed with 1,000 present, etcd put -> programmed (nftables transaction done): p50 {p50:.1f} ms, p99 {p99:.1f} ms, "
           f"max {max(latencies) * 1000:.1f} ms over {len(latencies)} changes (goal p99 <= 50 ms)")
     return 0
 
