@@ -110,6 +110,8 @@ class PolicyDriver:
             commands += [{"add": {"rule": rule_object(name, expr)}} for expr in rules]
         for map_name, before, after in ((FROM_WORKLOAD_MAP, old.from_workload, new.from_workload),
                                         (TO_WORKLOAD_MAP, old.to_workload, new.to_workload)):
+            if before == after:
+                continue
             gone = {k: v for k, v in before.items() if after.get(k) != v}
             came = {k: v for k, v in after.items() if before.get(k) != v}
             if gone:

@@ -10,6 +10,7 @@ import yaml
 
 from policy.documents import DocumentError, load_documents
 from policy.etcd import EtcdKV
+from policy.ipam_cli import ipam
 from policy.kinds import DEFAULT_NAMESPACE, UnknownKind, key_of, resolve_kind
 from policy.kv import Conflict, KVError, Unavailable
 from policy.output import render, to_document
@@ -257,6 +258,9 @@ def delete(ctx: Context, kind, names, paths, namespace):
     for ref in refs:
         kind_name = ref.model.model_fields["kind"].default
         click.echo(f"{kind_name} {ref.namespace + '/' if ref.namespace else ''}{ref.name} deleted")
+
+
+cli.add_command(ipam)
 
 
 def main():

@@ -1,12 +1,13 @@
 """Kind lookup and the etcd key layout: <prefix>/v1/<plural>/[<namespace>/]<name>."""
 
 from policy.policies import GlobalNetworkPolicy, GlobalNetworkSet, NetworkPolicy, NetworkSet, Profile, Tier
+from policy.pools import IPPool
 from policy.resources import Namespace, Node, Resource, WorkloadEndpoint
 
 KINDS: dict[str, type[Resource]] = {
     model.model_fields["kind"].default: model
     for model in (Node, WorkloadEndpoint, Namespace, Tier, NetworkPolicy, GlobalNetworkPolicy, NetworkSet,
-                  GlobalNetworkSet, Profile)
+                  GlobalNetworkSet, Profile, IPPool)
 }
 
 DEFAULT_PREFIX = "/calyx"

@@ -4,6 +4,7 @@ import json
 
 import yaml
 
+from policy.pools import IPPool
 from policy.policies import GlobalNetworkPolicy, GlobalNetworkSet, NetworkPolicy, NetworkSet, Profile, Tier
 from policy.resources import Namespace, Node, Resource, WorkloadEndpoint
 
@@ -32,6 +33,10 @@ COLUMNS = {
     GlobalNetworkSet: ([("NETS", lambda r: ",".join(r.spec.nets) or "<none>")], [("LABELS", _labels)]),
     Profile: ([("INGRESS", lambda r: str(len(r.spec.ingress))), ("EGRESS", lambda r: str(len(r.spec.egress)))],
               [("LABELS-TO-APPLY", lambda r: ",".join(f"{k}={v}" for k, v in sorted(r.spec.labelsToApply.items())))]),
+    IPPool: ([("CIDR", lambda r: r.spec.cidr), ("BLOCK", lambda r: f"/{r.spec.blockSize}"),
+              ("DISABLED", lambda r: str(r.spec.disabled).lower())],
+             [("SELECTOR", lambda r: r.spec.nodeSelector), ("STRICT", lambda r: str(r.spec.strictAffinity).lower()),
+              ("BGP-EXPORT", lambda r: str(not r.spec.disableBGPExport).lower())]),
 }
 _POLICY_COLUMNS = (
     [("TIER", lambda r: r.spec.tier), ("ORDER", lambda r: _order(r.spec.order)), ("SELECTOR", lambda r: r.spec.selector)],

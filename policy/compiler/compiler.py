@@ -92,6 +92,7 @@ class PolicyCompiler:
         self._namespaces_changed = False
         self._dirty_interfaces: set[str] = set()
         self._dirty_specs: set[SetSpec] = set()
+        self._sources_changed = False  # an interface came, went or changed addresses
 
     # ---- inputs -------------------------------------------------------------------------
 
@@ -138,15 +139,16 @@ class PolicyCompiler:
     def set_profile(self, name: str, profile: Profile | None) -> None:
         self._views.clear()
         old = self._profile_rules.pop(name, None)
-        if old:
-            self._release(old)
         self._profiles.pop(name, None)
+        compiled = None
         if profile is not None:
             self._profiles[name] = profile
             rules = {"Ingress": profile.spec.ingress, "Egress": profile.spec.egress}
             compiled = CompiledRules("prof", name, {d: r for d, r in rules.items() if r}, None, None)
             self._profile_rules[name] = compiled
             self._claim(compiled)
+        if old:
+            self._release(old, keep=compiled)
         for key, endpoint in self._endpoints.items():
             if name in endpoint.spec.profiles:
                 self._reindex(key)
@@ -155,31 +157,32 @@ class PolicyCompiler:
 
     def set_policy(self, key: str, policy: Policy | None) -> None:
         self._views.clear()
+        self._policy_sources.pop(key, None)
+        self.errors.pop(key, None)
+        compiled = None
+        if policy is not None:
+            self._policy_sources[key] = policy
+            broken = self._quarantined.get(key)
+            try:
+                compiled = CompiledPolicy(key, policy, broken)
+            except Exception as exc:  # noqa: BLE001 - a policy that cannot compile fails closed, never crashes
+                log.error("policy %s cannot be compiled, its endpoints fail closed: %s", key, exc)
+                broken = f"cannot compile: {exc}"
+                compiled = CompiledPolicy(key, policy, broken)
+            if broken:
+                self.errors[key] = broken
+            self._claim(compiled)  # before releasing the old version: sets both use stay as they are
         old = self._policies.pop(key, None)
         if old:
-            self._release(old)
+            self._release(old, keep=compiled)
             self._selection_users[old.applies].discard(key)
             if not self._selection_users[old.applies]:
                 del self._selection_users[old.applies]
             self._change_applied(self._members.get(old.applies, ()), {key}, add=False)
-        self._policy_sources.pop(key, None)
-        self.errors.pop(key, None)
-        if policy is None:
-            return
-        self._policy_sources[key] = policy
-        broken = self._quarantined.get(key)
-        try:
-            compiled = CompiledPolicy(key, policy, broken)
-        except Exception as exc:  # noqa: BLE001 - a policy that cannot compile fails closed, never crashes
-            log.error("policy %s cannot be compiled, its endpoints fail closed: %s", key, exc)
-            broken = f"cannot compile: {exc}"
-            compiled = CompiledPolicy(key, policy, broken)
-        if broken:
-            self.errors[key] = broken
-        self._policies[key] = compiled
-        self._claim(compiled)
-        self._selection_users[compiled.applies].add(key)
-        self._change_applied(self._members.get(compiled.applies, ()), {key}, add=True)
+        if compiled:
+            self._policies[key] = compiled
+            self._selection_users[compiled.applies].add(key)
+            self._change_applied(self._members.get(compiled.applies, ()), {key}, add=True)
 
     def quarantine(self, key: str, reason: str) -> None:
         """Compile a policy as drop-all (the kernel refused it): its endpoints fail closed."""
@@ -198,8 +201,9 @@ class PolicyCompiler:
         self._dirty_specs.clear()
         for interface in self._dirty_interfaces:
             self._build_interface(interface)
-        if self._dirty_interfaces or KNOWN_INTERFACES not in self._ruleset.sets:
+        if self._sources_changed or KNOWN_INTERFACES not in self._ruleset.sets:
             self._ruleset.sets.update(interface_sets(self._ruleset.sources))
+            self._sources_changed = False
         self._dirty_interfaces.clear()
         return self._ruleset
 
@@ -245,9 +249,13 @@ class PolicyCompiler:
                 if spec.selection:
                     self._specs_by_selection[spec.selection].add(spec)
 
-    def _release(self, compiled: CompiledRules) -> None:
+    def _release(self, compiled: CompiledRules, keep: CompiledRules | None = None) -> None:
+        """Drop what compiled holds; with keep (its successor, already claimed), the chains
+        they share by name stay."""
+        kept = {name for name, _ in keep.chains.values()} if keep else set()
         for name, _ in compiled.chains.values():
-            self._ruleset.chains.pop(name, None)
+            if name not in kept:
+                self._ruleset.chains.pop(name, None)
         for spec in compiled.specs:
             self._spec_refs[spec] -= 1
             if not self._spec_refs[spec]:
@@ -337,9 +345,13 @@ class PolicyCompiler:
                 self._ruleset.chains[name] = endpoint_chain(view)
             self._chain_users[name].add(interface)
             table[interface] = name
-        self._ruleset.sources[interface] = tuple(self._endpoints[min(keys)].spec.ipNetworks) if keys else ()
-        if not keys:
-            del self._ruleset.sources[interface]
+        sources = tuple(self._endpoints[min(keys)].spec.ipNetworks) if keys else None
+        if self._ruleset.sources.get(interface) != sources:
+            self._sources_changed = True
+            if sources is None:
+                del self._ruleset.sources[interface]
+            else:
+                self._ruleset.sources[interface] = sources
 
     def _view(self, key: str, direction: str) -> tuple[EndpointView, str]:
         """An endpoint's view and chain name, cached by what decides them: endpoints under the
