@@ -6,7 +6,9 @@ The result depends on the current resources only, never on the order they arrive
 
 import hashlib
 import logging
+import sys
 from collections import defaultdict
+from dataclasses import dataclass
 
 from policy.compiler.endpoints import EndpointView, endpoint_chain
 from policy.compiler.labels import Item, LabelIndex
@@ -27,6 +29,29 @@ DIRECTIONS = {"Ingress": "in", "Egress": "out"}
 
 def _digest(text: str) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointFacts:
+    """What the compiler needs of a WorkloadEndpoint: 10,000 of these stay small, where the
+    validated resource objects would cost kilobytes each."""
+
+    namespace: str
+    node: str
+    interface: str
+    networks: tuple[str, ...]
+    labels: dict[str, str]
+    profiles: tuple[str, ...]
+    ports: tuple[tuple[str, int, int], ...]  # (name, protocol number, port)
+    service_account: str | None
+
+    @classmethod
+    def of(cls, endpoint: WorkloadEndpoint) -> "EndpointFacts":
+        spec = endpoint.spec
+        return cls(sys.intern(endpoint.namespace), sys.intern(spec.node), spec.interfaceName, tuple(spec.ipNetworks),
+                   {sys.intern(k): sys.intern(v) for k, v in endpoint.metadata.labels.items()},
+                   tuple(sys.intern(p) for p in spec.profiles),
+                   tuple((p.name, PROTOCOL_NUMBERS[p.protocol], p.port) for p in spec.ports), spec.serviceAccountName)
 
 
 class CompiledRules:
@@ -69,7 +94,7 @@ class PolicyCompiler:
         self.index = LabelIndex()
         self.errors: dict[str, str] = {}  # policy key -> why it is compiled as drop-all
         self._ruleset = Ruleset()
-        self._endpoints: dict[str, WorkloadEndpoint] = {}
+        self._endpoints: dict[str, EndpointFacts] = {}
         self._netsets: dict[str, NetworkSet | GlobalNetworkSet] = {}
         self._namespaces: dict[str, dict[str, str]] = {}
         self._tiers: dict[str, Tier] = {}
@@ -104,13 +129,14 @@ class PolicyCompiler:
             if not self._interfaces[interface]:
                 del self._interfaces[interface]
             self._dirty_interfaces.add(interface)
-        if endpoint is not None:
-            self._endpoints[key] = endpoint
-            if endpoint.spec.node == self.node:
-                self._local[key] = endpoint.spec.interfaceName
-                self._interfaces[endpoint.spec.interfaceName].add(key)
-                self._dirty_interfaces.add(endpoint.spec.interfaceName)
-        if endpoint is None or endpoint.spec.node != self.node:
+        facts = EndpointFacts.of(endpoint) if endpoint is not None else None
+        if facts is not None:
+            self._endpoints[key] = facts
+            if facts.node == self.node:
+                self._local[key] = facts.interface
+                self._interfaces[facts.interface].add(key)
+                self._dirty_interfaces.add(facts.interface)
+        if facts is None or facts.node != self.node:
             self._applied.pop(key, None)
         self._reindex(key)
 
@@ -150,7 +176,7 @@ class PolicyCompiler:
         if old:
             self._release(old, keep=compiled)
         for key, endpoint in self._endpoints.items():
-            if name in endpoint.spec.profiles:
+            if name in endpoint.profiles:
                 self._reindex(key)
                 if key in self._local:
                     self._dirty_interfaces.add(self._local[key])
@@ -212,7 +238,7 @@ class PolicyCompiler:
     def _reindex(self, key: str) -> None:
         self.index.put(key, self._item(key))
         self._dirty_items.add(key)
-        networks = self._endpoints[key].spec.ipNetworks if key in self._endpoints else \
+        networks = self._endpoints[key].networks if key in self._endpoints else \
             self._netsets[key].spec.nets if key in self._netsets else None
         if networks is None:
             self._networks.pop(key, None)
@@ -223,13 +249,13 @@ class PolicyCompiler:
         if key in self._endpoints:
             ep = self._endpoints[key]
             labels = {}
-            for profile in ep.spec.profiles:
+            for profile in ep.profiles:
                 if profile in self._profiles:
                     labels.update(self._profiles[profile].spec.labelsToApply)
-            labels.update(ep.metadata.labels)
+            labels.update(ep.labels)
             labels[NAMESPACE_LABEL] = ep.namespace
-            if ep.spec.serviceAccountName:
-                labels[SERVICE_ACCOUNT_LABEL] = ep.spec.serviceAccountName
+            if ep.service_account:
+                labels[SERVICE_ACCOUNT_LABEL] = ep.service_account
             return Item(labels, ep.namespace)
         if key in self._netsets:
             netset = self._netsets[key]
@@ -323,8 +349,7 @@ class PolicyCompiler:
             endpoint = self._endpoints.get(key)
             if endpoint is None:
                 continue
-            ports = [p.port for p in endpoint.spec.ports
-                     if p.name == spec.port_name and PROTOCOL_NUMBERS[p.protocol] == spec.protocol]
+            ports = [port for name, protocol, port in endpoint.ports if name == spec.port_name and protocol == spec.protocol]
             hosts = [n.rpartition("/")[0] for n in self._addresses(key, spec.family) if n.endswith("/32" if spec.family == 4 else "/128")]
             elements.update((host, spec.protocol, port) for host in hosts for port in ports)
         return frozenset(elements)
@@ -345,7 +370,7 @@ class PolicyCompiler:
                 self._ruleset.chains[name] = endpoint_chain(view)
             self._chain_users[name].add(interface)
             table[interface] = name
-        sources = tuple(self._endpoints[min(keys)].spec.ipNetworks) if keys else None
+        sources = self._endpoints[min(keys)].networks if keys else None
         if self._ruleset.sources.get(interface) != sources:
             self._sources_changed = True
             if sources is None:
@@ -357,7 +382,7 @@ class PolicyCompiler:
         """An endpoint's view and chain name, cached by what decides them: endpoints under the
         same policies and profiles share it (the cache is dropped when policies, tiers or
         profiles change)."""
-        cache_key = (direction, frozenset(self._applied.get(key, ())), tuple(self._endpoints[key].spec.profiles))
+        cache_key = (direction, frozenset(self._applied.get(key, ())), self._endpoints[key].profiles)
         found = self._views.get(cache_key)
         if found is None:
             if len(self._views) > 4 * len(self._chain_users) + 64:
@@ -367,8 +392,8 @@ class PolicyCompiler:
             found = self._views[cache_key] = (view, view.chain_name(direction))
         return found
 
-    def _profile_chains(self, endpoint: WorkloadEndpoint, direction: str) -> tuple[str, ...]:
-        return tuple(self._profile_rules[p].chains[direction][0] for p in endpoint.spec.profiles
+    def _profile_chains(self, endpoint: EndpointFacts, direction: str) -> tuple[str, ...]:
+        return tuple(self._profile_rules[p].chains[direction][0] for p in endpoint.profiles
                      if p in self._profile_rules and direction in self._profile_rules[p].chains)
 
     def _policy_chains(self, keys: set[str], direction: str) -> tuple:
