@@ -29,15 +29,22 @@ def wait_until(predicate, timeout=5.0):
 
 
 @pytest.fixture
-def world():
+def agent_world():
+    """An agent on fakes (not started), with everything it talks to; stopped at the end."""
     kv, kernel, nft = FakeKV(), FakeKernel({"cxa": 5, "cxb": 6}), FakeNft()
     config = AgentConfig(node_name="n1", etcd=EtcdSettings(), etcd_prefix="/t", etcd_backoff_max=0.05)
     agent, stop = Agent(config, kv, kernel, nft), threading.Event()
     thread = threading.Thread(target=agent.run, args=(stop,), daemon=True)
-    yield kv, kernel, agent, thread
+    yield kv, kernel, nft, agent, thread
     stop.set()
     thread.join(timeout=5)
     assert not thread.is_alive()
+
+
+@pytest.fixture
+def world(agent_world):
+    kv, kernel, _, agent, thread = agent_world
+    return kv, kernel, agent, thread
 
 
 def test_nothing_is_written_before_the_first_full_list(world):
@@ -104,14 +111,9 @@ def test_an_unexpected_kernel_error_is_survived_and_retried(world):
 
 
 @pytest.fixture
-def policy_world():
-    kv, kernel, nft = FakeKV(), FakeKernel({"cxa": 5}), FakeNft()
-    config = AgentConfig(node_name="n1", etcd=EtcdSettings(), etcd_prefix="/t", etcd_backoff_max=0.05)
-    agent, stop = Agent(config, kv, kernel, nft), threading.Event()
-    thread = threading.Thread(target=agent.run, args=(stop,), daemon=True)
-    yield kv, nft, agent, thread
-    stop.set()
-    thread.join(timeout=5)
+def policy_world(agent_world):
+    kv, _, nft, agent, thread = agent_world
+    return kv, nft, agent, thread
 
 
 DENY_POLICY = {"apiVersion": "calyx.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "deny", "namespace": "default"},
