@@ -1,5 +1,6 @@
 """Kind lookup and the etcd key layout: <prefix>/v1/<plural>/[<namespace>/]<name>."""
 
+from policy.bgp_resources import BGPConfiguration, BGPPeer
 from policy.policies import GlobalNetworkPolicy, GlobalNetworkSet, NetworkPolicy, NetworkSet, Profile, Tier
 from policy.pools import IPPool
 from policy.resources import Namespace, Node, Resource, WorkloadEndpoint
@@ -7,7 +8,7 @@ from policy.resources import Namespace, Node, Resource, WorkloadEndpoint
 KINDS: dict[str, type[Resource]] = {
     model.model_fields["kind"].default: model
     for model in (Node, WorkloadEndpoint, Namespace, Tier, NetworkPolicy, GlobalNetworkPolicy, NetworkSet,
-                  GlobalNetworkSet, Profile, IPPool)
+                  GlobalNetworkSet, Profile, IPPool, BGPConfiguration, BGPPeer)
 }
 
 DEFAULT_PREFIX = "/calyx"

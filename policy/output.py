@@ -4,6 +4,7 @@ import json
 
 import yaml
 
+from policy.bgp_resources import BGPConfiguration, BGPPeer
 from policy.pools import IPPool
 from policy.policies import GlobalNetworkPolicy, GlobalNetworkSet, NetworkPolicy, NetworkSet, Profile, Tier
 from policy.resources import Namespace, Node, Resource, WorkloadEndpoint
@@ -37,6 +38,11 @@ COLUMNS = {
               ("DISABLED", lambda r: str(r.spec.disabled).lower())],
              [("SELECTOR", lambda r: r.spec.nodeSelector), ("STRICT", lambda r: str(r.spec.strictAffinity).lower()),
               ("BGP-EXPORT", lambda r: str(not r.spec.disableBGPExport).lower())]),
+    BGPConfiguration: ([("ASN", lambda r: str(r.spec.asNumber)), ("MESH", lambda r: str(r.spec.nodeToNodeMeshEnabled).lower())],
+                       [("ADVERTISEMENTS", lambda r: ",".join(a.cidr for a in r.spec.prefixAdvertisements))]),
+    BGPPeer: ([("PEER", lambda r: r.spec.peerIP or r.spec.peerSelector), ("ASN", lambda r: str(r.spec.asNumber or "")),
+               ("NODE", lambda r: r.spec.node or r.spec.nodeSelector or "(all)")],
+              [("KEEP-NEXT-HOP", lambda r: str(r.spec.keepOriginalNextHop).lower())]),
 }
 _POLICY_COLUMNS = (
     [("TIER", lambda r: r.spec.tier), ("ORDER", lambda r: _order(r.spec.order)), ("SELECTOR", lambda r: r.spec.selector)],

@@ -160,3 +160,13 @@ def test_wide_policy_listing_shows_order_tier_selector_rule_counts_and_status(kv
     assert lines[1].split()[:3] == ["security.deny-bad", "security", "10"] and lines[1].endswith("n1: boom")
     lines = ctl("get", "networkpolicy", "-n", "prod", "-o", "wide").output.splitlines()
     assert lines[1].split() == ["knp.default.web", "default", "1000", "app", "==", "'web'", "Ingress", "1", "0", "ok"]
+
+
+def test_every_kind_has_a_table(kv, tmp_path):
+    from policy.kinds import KINDS
+    from policy.output import COLUMNS
+    assert set(KINDS.values()) == set(COLUMNS)
+    path = tmp_path / "peer.yaml"
+    path.write_text("apiVersion: calyx.io/v1\nkind: BGPPeer\nmetadata: {name: tor}\nspec: {peerIP: 198.18.0.1, asNumber: 65001}\n")
+    assert ctl("apply", "-f", str(path)).exit_code == 0
+    assert ctl("get", "bgppeers").output.splitlines()[1].split() == ["tor", "198.18.0.1", "65001", "(all)"]
