@@ -20,6 +20,7 @@ def bulk_work():
     try:
         yield
     finally:
+        gc.collect()  # one full pass for whatever cycles the bulk step left behind
         gc.freeze()  # what exists now is long-lived state: keep it out of future collections
         if enabled:
             gc.enable()

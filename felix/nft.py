@@ -33,24 +33,32 @@ class Nft(Protocol):
 
 
 class LibNftables:
+    """A fresh libnftables context per call: each of our commits changes the ruleset
+    generation, so a kept context would re-read its cache anyway, while holding a copy of the
+    whole table (every map and set element) in between."""
+
     def __init__(self) -> None:
-        self._nft = nftables.Nftables()
-        self._nft.set_json_output(True)
-        self._nft.set_terse_output(True)  # listings without set elements: names are all we need
         self._set_types: dict[str, object] = {}  # element syntax depends on the set's type
+
+    @staticmethod
+    def _context() -> nftables.Nftables:
+        nft = nftables.Nftables()
+        nft.set_json_output(True)
+        nft.set_terse_output(True)  # listings without set elements: names are all we need
+        return nft
 
     def run(self, commands: list[dict]) -> None:
         """Apply commands as one transaction: all or nothing."""
         if not commands:
             return
         types = dict(self._set_types)
-        rc, _, error = self._nft.cmd(render(commands, types))
+        rc, _, error = self._context().cmd(render(commands, types))
         if rc != 0:
             raise NftError(error.strip() or f"libnftables returned {rc}")
         self._set_types = types
 
     def listing(self) -> TableListing | None:
-        rc, output, error = self._nft.cmd(f"list table {FAMILY} {TABLE}")
+        rc, output, error = self._context().cmd(f"list table {FAMILY} {TABLE}")
         if rc != 0:
             if "No such file or directory" in error:
                 return None
