@@ -112,7 +112,7 @@ class Agent:
     def _apply_batch(self, batch: SyncBatch) -> None:
         for change in batch.changes:
             try:
-                model, _, _ = parse_key(self.config.etcd_prefix, change.key)
+                model, _, name = parse_key(self.config.etcd_prefix, change.key)
             except ValueError:
                 continue  # IPAM, status and other keys that are not resources
             resource = None
@@ -124,13 +124,12 @@ class Agent:
                     self.metrics.bad_resources.labels(model.__name__).inc()
                     if model is not WorkloadEndpoint:
                         continue  # keep the last good version: dropping a policy would open traffic
-            self._dispatch(model, change.key, resource)
+            self._dispatch(model, change.key, name, resource)
         self._revision = batch.revision
         self._consistent = batch.complete
         self._complete = self._complete or batch.complete
 
-    def _dispatch(self, model, key: str, resource) -> None:
-        name = key.rsplit("/", 1)[-1]
+    def _dispatch(self, model, key: str, name: str, resource) -> None:
         if model is WorkloadEndpoint:
             routes = endpoint_routes(resource, self.config.node_name) if resource else None
             for interface in self._index.update(key, routes):

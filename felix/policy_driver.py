@@ -8,7 +8,7 @@ and nothing unchanged is written."""
 import logging
 from dataclasses import dataclass
 
-from felix.nft import Nft, NftError
+from felix.nft import Nft, NftError, type_key
 from policy.compiler.ruleset import (
     FAMILY,
     FROM_WORKLOAD_MAP,
@@ -79,7 +79,7 @@ class PolicyDriver:
             commands += [{"flush": {"chain": {**_T, "name": name}}} for name in sorted(existing.chains)]
             commands += [{"flush": {"map": {**_T, "name": name}}} for name in sorted(existing.maps)]
             for name, (type_, flags) in sorted(existing.sets.items()):
-                same = name in wanted and _hashable(wanted[name]["type"]) == type_ \
+                same = name in wanted and type_key(wanted[name]["type"]) == type_ \
                     and tuple(wanted[name].get("flags", ())) == flags
                 commands.append({"flush" if same else "delete": {"set": {**_T, "name": name}}})
             stale = existing.chains - set(desired.chains) - set(base)
@@ -122,7 +122,3 @@ class PolicyDriver:
             late += [{"flush": {"chain": {**_T, "name": name}}}, {"delete": {"chain": {**_T, "name": name}}}]
         late += [{"delete": {"set": {**_T, "name": name}}} for name in sorted(set(old.sets) - set(new.sets))]
         return commands + late
-
-
-def _hashable(value):
-    return tuple(value) if isinstance(value, list) else value

@@ -9,10 +9,10 @@ import click
 import yaml
 
 from policy.documents import DocumentError, load_documents
+from policy.cli_errors import run_datastore as _run
 from policy.etcd import EtcdKV
 from policy.ipam_cli import ipam
 from policy.kinds import DEFAULT_NAMESPACE, UnknownKind, key_of, resolve_kind
-from policy.kv import Conflict, KVError, Unavailable
 from policy.output import render, to_document
 from policy.policies import GlobalNetworkPolicy, NetworkPolicy
 from policy.resources import Resource
@@ -74,18 +74,6 @@ def _load(paths: tuple[str, ...], namespace: str | None) -> list[Resource]:
 
 def _describe(resource: Resource) -> str:
     return f"{resource.kind} {resource.namespace}/{resource.name}" if resource.namespace else f"{resource.kind} {resource.name}"
-
-
-def _run(action):
-    """Turn datastore failures into one clear line and exit code 1."""
-    try:
-        return action()
-    except Unavailable as exc:
-        raise click.ClickException(f"cannot reach etcd: {exc}") from None
-    except (NotFound, Conflict) as exc:
-        raise click.ClickException(str(exc)) from None
-    except KVError as exc:
-        raise click.ClickException(f"etcd: {exc}") from None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

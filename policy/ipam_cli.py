@@ -5,23 +5,12 @@ from collections import Counter
 
 import click
 
-from policy.ipam import IPAM, IPAMError
-from policy.kv import KVError, Unavailable
+from policy.cli_errors import run_datastore as _run
+from policy.ipam import IPAM
 
 
 def _ipam(ctx) -> IPAM:
     return IPAM(ctx.store.kv, ctx.store.prefix)
-
-
-def _run(action):
-    try:
-        return action()
-    except IPAMError as exc:
-        raise click.ClickException(str(exc)) from None
-    except Unavailable as exc:
-        raise click.ClickException(f"cannot reach etcd: {exc}") from None
-    except KVError as exc:
-        raise click.ClickException(f"etcd: {exc}") from None
 
 
 def _address(value: str | None) -> str | None:
