@@ -1,12 +1,11 @@
-"""/livez, /readyz and /metrics on one small HTTP server (port 9099)."""
+"""felix's /livez and /readyz, served with /metrics on port 9099."""
 
-import json
-import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
+
+from policy import httpd
 
 LIVENESS_TIMEOUT = 30.0
 
@@ -24,31 +23,12 @@ class Status:
         return {"inSync": self.in_sync, "programmedRevision": self.programmed_revision, "pending": self.pending}
 
 
-def serve(host: str, port: int, status: Status, registry: CollectorRegistry) -> ThreadingHTTPServer:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 (http.server's naming)
-            if self.path == "/livez":
-                alive = time.monotonic() - status.last_tick < LIVENESS_TIMEOUT
-                self._reply(200 if alive else 503, "application/json", json.dumps({"alive": alive}).encode())
-            elif self.path == "/readyz":
-                ready = status.in_sync and status.programmed_revision > 0
-                self._reply(200 if ready else 503, "application/json", json.dumps(status.snapshot()).encode())
-            elif self.path == "/metrics":
-                self._reply(200, CONTENT_TYPE_LATEST, generate_latest(registry))
-            else:
-                self._reply(404, "text/plain", b"not found\n")
+def serve(host: str, port: int, status: Status, registry: CollectorRegistry):
+    def live():
+        alive = time.monotonic() - status.last_tick < LIVENESS_TIMEOUT
+        return alive, {"alive": alive}
 
-        def _reply(self, code: int, content_type: str, body: bytes) -> None:
-            self.send_response(code)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def ready():
+        return status.in_sync and status.programmed_revision > 0, status.snapshot()
 
-        def log_message(self, *args):  # probes every few seconds would drown the log
-            pass
-
-    server = ThreadingHTTPServer((host, port), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, name="health", daemon=True).start()
-    return server
+    return httpd.serve(host, port, {"/livez": live, "/readyz": ready}, registry)

@@ -12,6 +12,7 @@ from policy.documents import DocumentError, load_documents
 from policy.cli_errors import run_datastore as _run
 from policy.etcd import EtcdKV
 from policy.ipam_cli import ipam
+from policy.node_cli import node
 from policy.kinds import DEFAULT_NAMESPACE, UnknownKind, key_of, resolve_kind
 from policy.output import render, to_document
 from policy.policies import GlobalNetworkPolicy, NetworkPolicy
@@ -249,6 +250,7 @@ def delete(ctx: Context, kind, names, paths, namespace):
 
 
 cli.add_command(ipam)
+cli.add_command(node)
 
 
 def main():

@@ -110,13 +110,17 @@ class Lab:
         self._link(self.etcd_ns, ETCD_LINK)
         self.start_etcd()
         for i in range(1, self.node_count + 1):
-            name = f"node{i}"
-            ns = self._ns(name)
-            self._add_ns(ns)
-            self._link(ns, i)
-            netns.in_ns(self.fabric, "ip", "route", "add", f"198.19.{i}.0/24", "via", f"198.18.{i}.2")
-            netns.in_ns(self.fabric, "ip", "-6", "route", "add", f"fd00:19:{i}::/64", "via", f"fd00:18:{i}::2")
-            self.nodes[name] = Node(name, i, ns, f"198.18.{i}.2")
+            self._add_node(i)
+
+    def _add_node(self, i: int) -> None:
+        """A node on its own link, its workload range statically routed by the fabric."""
+        name = f"node{i}"
+        ns = self._ns(name)
+        self._add_ns(ns)
+        self._link(ns, i)
+        netns.in_ns(self.fabric, "ip", "route", "add", f"198.19.{i}.0/24", "via", f"198.18.{i}.2")
+        netns.in_ns(self.fabric, "ip", "-6", "route", "add", f"fd00:19:{i}::/64", "via", f"fd00:18:{i}::2")
+        self.nodes[name] = Node(name, i, ns, f"198.18.{i}.2")
 
     def _add_ns(self, ns: str) -> None:
         netns.add(ns)
@@ -220,14 +224,17 @@ class Lab:
         return daemon
 
     # -- workloads ------------------------------------------------------------------------
-    def add_workload(self, node: str, name: str, namespace: str = DEFAULT_NAMESPACE, attach: bool = True) -> Workload:
-        """A workload namespace with the next free addresses of its node; attach=False plans it only."""
+    def add_workload(self, node: str, name: str, namespace: str = DEFAULT_NAMESPACE, attach: bool = True,
+                     addresses: tuple[str, str] | None = None) -> Workload:
+        """A workload namespace with the given (IPv4, IPv6) addresses or the next free ones of
+        its node; attach=False plans it only."""
         n = self.nodes[node]
         k = len(n.workloads) + 1
         ns = self._ns(f"{node}-{name}" if namespace == DEFAULT_NAMESPACE else f"{node}-{namespace}-{name}")
         self._add_ns(ns)
         interface = host_interface_name(namespace, name)
-        workload = Workload(node, name, ns, f"198.19.{n.index}.{k}", f"fd00:19:{n.index}::{k}", interface, namespace)
+        ip, ipv6 = addresses or (f"198.19.{n.index}.{k}", f"fd00:19:{n.index}::{k}")
+        workload = Workload(node, name, ns, ip, ipv6, interface, namespace)
         n.workloads.append(workload)
         if attach:
             self.attach(workload)

@@ -1,0 +1,1 @@
+"""calyx-bgp: the BGP daemon (ExaBGP speaks, this package decides)."""

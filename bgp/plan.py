@@ -1,0 +1,185 @@
+"""The pure calculation: from the resources held (nodes, BGP settings, pools, blocks, local
+endpoints) to what this node's speaker must be: its sessions, the prefixes it announces and
+the blackholes it keeps. Depends only on the current state, never on the order of events."""
+
+import hashlib
+import ipaddress
+from dataclasses import dataclass, field
+
+from policy.bgp_resources import DEFAULT_AS_NUMBER, BGPConfiguration, BGPConfigurationSpec, BGPPeer
+from policy.pools import IPPool
+from policy.resources import Node
+from policy.selector import parse_selector
+
+DEFAULT_CONFIGURATION = "default"
+
+
+@dataclass(frozen=True, order=True)
+class Peer:
+    address: str
+    as_number: int
+    name: str  # "mesh:<node>" or the BGPPeer's name, for status and logs
+    passive: bool  # wait for the peer to connect (the mesh's higher address waits)
+    local_address: str | None  # None: let the kernel choose (sourceAddress: None)
+    password: str | None = None
+
+
+@dataclass(frozen=True)
+class Speaker:
+    """What ExaBGP's configuration is rendered from: a change here means a reload."""
+
+    router_id: str
+    as_number: int
+    listen_port: int
+    addresses: tuple[str, ...]  # this node's BGP addresses, listened on
+    peers: tuple[Peer, ...]
+    log_severity: str = "Info"
+
+
+@dataclass(frozen=True)
+class Plan:
+    speaker: Speaker
+    announcements: dict[str, tuple[str, ...]]  # prefix -> communities (aa:nn or aa:nn:mm)
+    blackholes: frozenset[str]  # this node's IPAM blocks
+
+
+@dataclass(frozen=True)
+class BlockFacts:
+    cidr: str
+    pool: str  # the pool's cidr
+    affinity: str | None
+
+
+@dataclass
+class BgpState:
+    """Everything the plan reads, as the etcd watch last delivered it."""
+
+    nodes: dict[str, Node] = field(default_factory=dict)
+    configurations: dict[str, BGPConfiguration] = field(default_factory=dict)
+    peers: dict[str, BGPPeer] = field(default_factory=dict)
+    pools: dict[str, IPPool] = field(default_factory=dict)
+    blocks: dict[str, BlockFacts] = field(default_factory=dict)
+    local_addresses: dict[str, frozenset[str]] = field(default_factory=dict)  # endpoint key -> networks
+
+
+class PlanError(ValueError):
+    """This node cannot speak BGP yet (no Node resource or no BGP address recorded)."""
+
+
+def node_addresses(node: Node) -> tuple[str | None, str | None]:
+    """(IPv4, IPv6) BGP address of a node, without prefix lengths."""
+    bgp = node.spec.bgp
+    if bgp is None:
+        return None, None
+    v4 = str(ipaddress.ip_interface(bgp.ipv4Address).ip) if bgp.ipv4Address else None
+    v6 = str(ipaddress.ip_interface(bgp.ipv6Address).ip) if bgp.ipv6Address else None
+    return v4, v6
+
+
+def router_id(node_name: str, ipv4: str | None) -> str:
+    """The IPv4 address, or for an IPv6-only node a stable id derived from its name."""
+    if ipv4:
+        return ipv4
+    digest = int.from_bytes(hashlib.sha256(node_name.encode()).digest()[:4], "big")
+    return str(ipaddress.IPv4Address(digest or 1))
+
+
+def compute_plan(state: BgpState, node_name: str) -> Plan:
+    me = state.nodes.get(node_name)
+    if me is None:
+        raise PlanError(f"no Node resource named {node_name!r}")
+    ipv4, ipv6 = node_addresses(me)
+    if not (ipv4 or ipv6):
+        raise PlanError(f"Node {node_name!r} has no BGP address")
+    config = state.configurations.get(DEFAULT_CONFIGURATION)
+    spec = config.spec if config else BGPConfigurationSpec()
+    local_as = _node_as(me, spec.asNumber)
+    speaker = Speaker(router_id(node_name, ipv4), local_as, spec.listenPort, tuple(a for a in (ipv4, ipv6) if a),
+                      tuple(sorted(_peers(state, me, ipv4, ipv6, spec).values())), spec.logSeverityScreen)
+    blocks = [b for b in state.blocks.values() if b.affinity == node_name]
+    announce = {b.cidr for b in blocks if _exported(state, b.cidr)}
+    own_networks = [ipaddress.ip_network(b.cidr) for b in blocks]
+    for networks in state.local_addresses.values():
+        for network in networks:
+            net = ipaddress.ip_network(network)
+            if not any(net.version == own.version and net.subnet_of(own) for own in own_networks) and _exported(state, network):
+                announce.add(str(net))
+    communities = _communities(spec)
+    return Plan(speaker, {prefix: communities(prefix) for prefix in sorted(announce)}, frozenset(b.cidr for b in blocks))
+
+
+def _node_as(node: Node, default: int) -> int:
+    return (node.spec.bgp.asNumber if node.spec.bgp else None) or default or DEFAULT_AS_NUMBER
+
+
+def _peers(state: BgpState, me: Node, ipv4: str | None, ipv6: str | None, spec) -> dict[str, Peer]:
+    """Peers by address; an explicit BGPPeer replaces the mesh session to the same address."""
+    peers: dict[str, Peer] = {}
+    mine = {4: ipv4, 6: ipv6}
+    if spec.nodeToNodeMeshEnabled:
+        for other in _other_nodes(state, me):
+            for peer in _node_peers(other, mine, spec.asNumber, f"mesh:{other.name}", None):
+                peers[peer.address] = peer
+    labels = dict(me.metadata.labels)
+    for resource in sorted(state.peers.values(), key=lambda p: p.name):
+        p = resource.spec
+        if p.node and p.node != me.name:
+            continue
+        if p.nodeSelector and not parse_selector(p.nodeSelector).matches(labels):
+            continue
+        if p.peerIP:
+            version = ipaddress.ip_address(p.peerIP).version
+            local = mine[version] if p.sourceAddress == "UseNodeIP" else None
+            if mine[version] and p.peerIP != mine[version]:  # no session of a family this node lacks
+                peers[p.peerIP] = Peer(p.peerIP, p.asNumber, resource.name, False, local, p.password)
+            continue
+        selector = parse_selector(p.peerSelector)
+        for other in _other_nodes(state, me):
+            if selector.matches(dict(other.metadata.labels)):
+                for peer in _node_peers(other, mine, spec.asNumber, resource.name, p):
+                    peers[peer.address] = peer
+    return peers
+
+
+def _other_nodes(state: BgpState, me: Node) -> list[Node]:
+    return [n for name, n in sorted(state.nodes.items()) if name != me.name]
+
+
+def _node_peers(other: Node, mine: dict[int, str | None], default_as: int, name: str, spec) -> list[Peer]:
+    """One session per family both nodes have; the higher address waits so two nodes never race."""
+    found = []
+    for version, address in zip((4, 6), node_addresses(other)):
+        local = mine[version]
+        if not (address and local) or address == local:
+            continue
+        passive = ipaddress.ip_address(local) > ipaddress.ip_address(address)
+        use_source = spec is None or spec.sourceAddress == "UseNodeIP"
+        as_number = (spec.asNumber if spec and spec.asNumber else None) or _node_as(other, default_as)
+        found.append(Peer(address, as_number, name, passive, local if use_source else None, spec.password if spec else None))
+    return found
+
+
+def _exported(state: BgpState, prefix: str) -> bool:
+    """Inside an IPPool that allows export; addresses outside every pool (bare metal) are announced."""
+    network = ipaddress.ip_network(prefix)
+    for pool in state.pools.values():
+        cidr = ipaddress.ip_network(pool.spec.cidr)
+        if cidr.version == network.version and network.subnet_of(cidr):
+            return not pool.spec.disableBGPExport
+    return True
+
+
+def _communities(spec):
+    """prefix -> the communities of every prefixAdvertisement whose cidr holds it, names resolved."""
+    named = {c.name: c.value for c in spec.communities}
+    rules = [(ipaddress.ip_network(a.cidr), tuple(named.get(c, c) for c in a.communities)) for a in spec.prefixAdvertisements]
+
+    def lookup(prefix: str) -> tuple[str, ...]:
+        network = ipaddress.ip_network(prefix)
+        found: list[str] = []
+        for cidr, values in rules:
+            if cidr.version == network.version and network.subnet_of(cidr):
+                found.extend(v for v in values if v not in found)
+        return tuple(found)
+
+    return lookup
