@@ -26,7 +26,11 @@ def main(path: str) -> None:
         while view:
             view = view[os.write(stdout, view):]
 
-    threading.Thread(target=_pump, args=(lambda: os.read(0, 65536), sock.sendall), daemon=True).start()
+    def from_exabgp() -> None:
+        _pump(lambda: os.read(0, 65536), sock.sendall)
+        os._exit(0)  # ExaBGP gone: closing the socket tells calyx-bgp at once
+
+    threading.Thread(target=from_exabgp, daemon=True).start()
     _pump(lambda: sock.recv(65536), to_stdout)  # calyx-bgp gone: end, and ExaBGP follows
 
 

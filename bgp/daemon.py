@@ -111,9 +111,13 @@ class BgpDaemon:
         elif kind == "message":
             apply_message(payload, self._rib, self._speaker.sessions, self._clock(), self._wall())
         elif kind == "gone":
-            for peer in list(self._speaker.sessions):
-                self._rib.session_down(peer, self._clock())
-            self._speaker.lost(self._clock())
+            self._speaker_lost()
+
+    def _speaker_lost(self) -> None:
+        """Every session ended with ExaBGP: peers that offered graceful restart keep their routes."""
+        for peer in list(self._speaker.sessions):
+            self._rib.session_down(peer, self._clock())
+        self._speaker.lost(self._clock())
 
     def _apply_change(self, key: str, value: bytes | None, revision: int) -> None:
         if key.startswith(self._blocks_prefix):
@@ -170,6 +174,8 @@ class BgpDaemon:
             self._publish(now)
             return
         self.plan, self.plan_error = plan, None
+        if self._speaker.exited():
+            self._speaker_lost()
         for peer in self._speaker.reconcile(plan, now, self._wall()):
             self._rib.forget(peer)
         self._rib.expire(now)

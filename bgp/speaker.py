@@ -52,6 +52,10 @@ class SpeakerControl:
     def running(self) -> bool:
         return self._process.running()
 
+    def exited(self) -> bool:
+        """ExaBGP was started and is gone (its API socket may not have said so yet)."""
+        return self.config is not None and not self._process.running()
+
     def lost(self, now: float) -> None:
         """ExaBGP ended: start again after the backoff; its sessions are gone."""
         if self.config is None:

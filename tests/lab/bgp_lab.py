@@ -83,11 +83,12 @@ class BgpLab(Lab):
         self.nodes[name] = Node(name, i, ns, v4)
 
     # -- BIRD -----------------------------------------------------------------------------
-    def start_bird(self) -> Daemon:
+    def start_bird(self, recovering: bool = False) -> Daemon:
+        """recovering: BIRD's graceful-restart recovery (-R), as after a crash of a live router."""
         path = self.dir / "bird.conf"
         path.write_text(bird_config(list(self.nodes.values()), self.reflector, self.bird_restart_time, self.dir / "bird.log"))
         self.bird = self._daemon("bird", ["ip", "netns", "exec", self.fabric, "bird", "-f", "-c", str(path),
-                                          "-s", str(self.dir / "bird.ctl")])
+                                          "-s", str(self.dir / "bird.ctl"), *(["-R"] if recovering else [])])
         wait_for(lambda: "ready" in self.birdc("show", "status"), timeout=10, what="BIRD to answer")
         return self.bird
 
@@ -99,9 +100,9 @@ class BgpLab(Lab):
         return netns.run("birdc", "-s", str(self.dir / "bird.ctl"), *args, check=False).stdout
 
     def bird_routes(self) -> set[str]:
-        """Prefixes in BIRD's tables learned over BGP."""
+        """Prefixes in BIRD's tables (all learned over BGP: it has no other route source)."""
         found = set()
-        for line in self.birdc("show", "route", "protocol", "node*").splitlines():
+        for line in self.birdc("show", "route").splitlines():
             first = line.split(" ")[0]
             if "/" in first:
                 found.add(first)
@@ -168,6 +169,12 @@ class BgpLab(Lab):
             ip = ipam.allocate(node, handle, pool=POOL4)
             ipv6 = ipam.allocate(node, handle, pool=POOL6)
         return self.add_workload(node, name, addresses=(ip, ipv6))
+
+    def policyctl_text(self, *args: str) -> str:
+        return netns.run(sys.executable, "-m", "policy.cli", *self.etcd_flags(), *args).stdout
+
+    def policyctl(self, *args: str):
+        return json.loads(self.policyctl_text(*args))
 
     def destroy(self) -> None:
         self.speakers.clear()
