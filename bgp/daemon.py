@@ -57,6 +57,9 @@ class BgpDaemon:
         self._next_refresh = 0.0
 
     # -- what other threads call ------------------------------------------------------------
+    def on_batch(self, batch: SyncBatch) -> None:
+        self._queue.put(("batch", batch))
+
     def on_exabgp_message(self, message: dict) -> None:
         self._queue.put(("message", message))
 
@@ -70,11 +73,10 @@ class BgpDaemon:
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
-        syncer = Syncer(self._kv, self._prefix, lambda batch: self._queue.put(("batch", batch)), stop,
+        syncer = Syncer(self._kv, self._prefix, self.on_batch, stop,
                         Backoff(maximum=self.config.etcd_backoff_max),
                         on_resync=lambda reason: self.metrics.resyncs.labels(reason).inc())
-        self._rib.adopt(self._routes.resync(), self._clock(), self.config.graceful_restart_time)
-        self._next_refresh = self._clock() + self.config.route_refresh_interval
+        self.start()
         watcher = threading.Thread(target=syncer.run, name="etcd-watch", daemon=True)
         watcher.start()
         try:
@@ -83,6 +85,11 @@ class BgpDaemon:
         finally:
             self._speaker.stop()
             watcher.join(timeout=5)
+
+    def start(self) -> None:
+        """Read the kernel once: routes a previous run installed are kept through graceful restart."""
+        self._rib.adopt(self._routes.resync(), self._clock(), self.config.graceful_restart_time)
+        self._next_refresh = self._clock() + self.config.route_refresh_interval
 
     def _wait_time(self) -> float:
         now = self._clock()

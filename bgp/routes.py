@@ -60,14 +60,14 @@ class RouteDriver:
         self._failed = failed
         return result
 
-    @staticmethod
-    def _write(result: ApplyResult, failed: set[str], prefix: str, write, record) -> None:
+    def _write(self, result: ApplyResult, failed: set[str], prefix: str, write, record) -> None:
         try:
             write(prefix)
         except Exception as exc:  # noqa: BLE001 - KernelError, or OSError from the netlink socket
             failed.add(prefix)
             result.errors.append(exc)
-            log.warning("%s", exc)
+            # said once per failure, not at every retry (a fabric's default route collides forever)
+            log.log(logging.DEBUG if prefix in self._failed else logging.WARNING, "%s", exc)
             return
         record(prefix)
         result.writes += 1

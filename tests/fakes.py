@@ -299,3 +299,75 @@ class FakeNft:
 
     def elements(self, name: str) -> list:
         return sorted((json.loads(e) for e in self.sets[name]), key=json.dumps)
+
+
+class FakeSpeakerProcess:
+    """ExaBGP as SpeakerControl sees it: records configurations and commands; `refuse` makes it
+    answer "error" to commands containing that text."""
+
+    def __init__(self) -> None:
+        self.alive = False
+        self.configs: list[str] = []
+        self.reloads = 0
+        self.commands: list[str] = []
+        self.env: dict[str, str] = {}
+        self.refuse: str | None = None
+        self.fail_start = False
+
+    def bridge_command(self) -> str:
+        return "/usr/bin/python3 -m bgp.bridge /run/test.sock"
+
+    def running(self) -> bool:
+        return self.alive
+
+    def start(self, config: str, env: dict[str, str]) -> None:
+        from bgp.exabgp import ExaBGPError
+        if self.fail_start:
+            raise ExaBGPError("could not start")
+        self.alive, self.env = True, env
+        self.configs.append(config)
+
+    def reload(self, config: str) -> None:
+        self.reloads += 1
+        self.configs.append(config)
+
+    def send(self, command: str) -> None:
+        from bgp.exabgp import CommandRefused
+        if self.refuse and self.refuse in command:
+            raise CommandRefused(command, "error")
+        self.commands.append(command)
+
+    def stop(self) -> None:
+        self.alive = False
+
+
+class FakeBgpKernel:
+    """Learned routes and blackholes of one main table; `foreign` prefixes hold someone else's route."""
+
+    def __init__(self) -> None:
+        self.learned: dict[str, frozenset[str]] = {}
+        self.blackholes: set[str] = set()
+        self.foreign: set[str] = set()
+        self.writes = 0
+
+    def read(self):
+        return dict(self.learned), set(self.blackholes)
+
+    def set_learned(self, prefix, nexthops, ours_already):
+        from bgp.netlink import KernelError
+        if prefix in self.foreign or (prefix in self.blackholes):
+            raise KernelError(prefix, 17, "install")
+        self.writes += 1
+        self.learned[prefix] = frozenset(nexthops)
+
+    def delete_learned(self, prefix):
+        self.writes += 1
+        self.learned.pop(prefix, None)
+
+    def add_blackhole(self, prefix):
+        self.writes += 1
+        self.blackholes.add(prefix)
+
+    def delete_blackhole(self, prefix):
+        self.writes += 1
+        self.blackholes.discard(prefix)
