@@ -40,6 +40,7 @@ demo-down: setup
 bench: setup
 	$(PY) -m tests.bench.bench_routes
 	$(PY) -m tests.bench.bench_policy
+	$(PY) -m tests.bench.bench_bgp
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis *.egg-info

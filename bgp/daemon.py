@@ -192,7 +192,7 @@ class BgpDaemon:
         result = self._routes.apply(self._learned(plan), plan.blackholes)
         if result.errors:
             self.metrics.route_errors.inc(len(result.errors))
-        self._next_route_retry = now + ROUTE_RETRY if self._routes.failed else 0.0
+        self._next_route_retry = now if result.more else now + ROUTE_RETRY if self._routes.failed else 0.0
         self._publish(now)
 
     def _learned(self, plan: Plan) -> dict[str, frozenset[str]]:
@@ -209,6 +209,10 @@ class BgpDaemon:
 
     # -- status -----------------------------------------------------------------------------
     def _publish(self, now: float) -> None:
+        """At most once a second (building it counts every prefix), and only when it changed or
+        every STATUS_REFRESH seconds, so `policyctl node status` can tell a dead daemon."""
+        if now - self._published_at < STATUS_INTERVAL:
+            return
         plan, speaker, rib = self.plan, self._speaker, self._rib
         sessions = [{"peer": s.peer, "name": s.name, "asNumber": s.as_number, "state": s.state, "since": s.since,
                      "received": rib.received(s.peer), "sent": speaker.sent(s.peer)}
@@ -218,8 +222,7 @@ class BgpDaemon:
                   "exabgp": {"running": speaker.running, "restarts": max(0, speaker.starts - 1)},
                   "announced": len(speaker.announced), "installed": len(self._routes.learned), "sessions": sessions}
         self._update_metrics(status)
-        due = now - self._published_at >= (STATUS_INTERVAL if status != self._published else STATUS_REFRESH)
-        if not due:
+        if status == self._published and now - self._published_at < STATUS_REFRESH:
             return
         try:
             value = json.dumps(dict(status, updated=self._wall()), sort_keys=True).encode()

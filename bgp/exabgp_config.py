@@ -63,6 +63,7 @@ def environment(speaker: Speaker, base: dict[str, str]) -> dict[str, str]:
         "exabgp.api.ack": "true",
         "exabgp.api.terminate": "true",
         "exabgp.api.respawn": "false",
+        "exabgp.reactor.speed": "0.1",
         "exabgp.log.level": _LOG_LEVELS.get(speaker.log_severity, "NOTICE"),
         "exabgp.log.destination": "stdout",
         "exabgp.log.routes": "false",

@@ -2,6 +2,7 @@
 endpoints) to what this node's speaker must be: its sessions, the prefixes it announces and
 the blackholes it keeps. Depends only on the current state, never on the order of events."""
 
+import functools
 import hashlib
 import ipaddress
 from dataclasses import dataclass, field
@@ -97,15 +98,22 @@ def compute_plan(state: BgpState, node_name: str) -> Plan:
     speaker = Speaker(router_id(node_name, ipv4), local_as, spec.listenPort, tuple(a for a in (ipv4, ipv6) if a),
                       tuple(sorted(_peers(state, me, ipv4, ipv6, spec).values())), spec.logSeverityScreen)
     blocks = [b for b in state.blocks.values() if b.affinity == node_name]
-    announce = {b.cidr for b in blocks if _exported(state, b.cidr)}
-    own_networks = [ipaddress.ip_network(b.cidr) for b in blocks]
+    quiet_pools = {p.spec.cidr for p in state.pools.values() if p.spec.disableBGPExport}
+    announce = {b.cidr for b in blocks if b.pool not in quiet_pools}
+    own_networks = [_network(b.cidr) for b in blocks]
     for networks in state.local_addresses.values():
         for network in networks:
-            net = ipaddress.ip_network(network)
+            net = _network(network)
             if not any(net.version == own.version and net.subnet_of(own) for own in own_networks) and _exported(state, network):
                 announce.add(str(net))
     communities = _communities(spec)
     return Plan(speaker, {prefix: communities(prefix) for prefix in sorted(announce)}, frozenset(b.cidr for b in blocks))
+
+
+@functools.lru_cache(maxsize=65536)
+def _network(prefix: str):
+    """Parsed once: the plan is recomputed on every change, over every block of the node."""
+    return ipaddress.ip_network(prefix)
 
 
 def _node_as(node: Node, default: int) -> int:
@@ -161,7 +169,7 @@ def _node_peers(other: Node, mine: dict[int, str | None], default_as: int, name:
 
 def _exported(state: BgpState, prefix: str) -> bool:
     """Inside an IPPool that allows export; addresses outside every pool (bare metal) are announced."""
-    network = ipaddress.ip_network(prefix)
+    network = _network(prefix)
     for pool in state.pools.values():
         cidr = ipaddress.ip_network(pool.spec.cidr)
         if cidr.version == network.version and network.subnet_of(cidr):
@@ -175,7 +183,9 @@ def _communities(spec):
     rules = [(ipaddress.ip_network(a.cidr), tuple(named.get(c, c) for c in a.communities)) for a in spec.prefixAdvertisements]
 
     def lookup(prefix: str) -> tuple[str, ...]:
-        network = ipaddress.ip_network(prefix)
+        if not rules:
+            return ()
+        network = _network(prefix)
         found: list[str] = []
         for cidr, values in rules:
             if cidr.version == network.version and network.subnet_of(cidr):

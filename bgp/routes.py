@@ -25,6 +25,7 @@ class BgpKernel(Protocol):
 class ApplyResult:
     writes: int = 0
     errors: list[Exception] = field(default_factory=list)
+    more: bool = False  # the limit stopped it: apply again
 
 
 class RouteDriver:
@@ -43,20 +44,23 @@ class RouteDriver:
     def failed(self) -> int:
         return len(self._failed)
 
-    def apply(self, learned: dict[str, frozenset[str]], blackholes: frozenset[str]) -> ApplyResult:
+    def apply(self, learned: dict[str, frozenset[str]], blackholes: frozenset[str], limit: int = 256) -> ApplyResult:
+        """Write at most `limit` routes (result.more: call again), new blackholes last: the main
+        loop must keep reading BGP while a node's 10,000 blocks are being blackholed."""
         result = ApplyResult()
         failed: set[str] = set()
-        for prefix in sorted(self.blackholes - blackholes):
-            self._write(result, failed, prefix, self._kernel.delete_blackhole, lambda p: self.blackholes.discard(p))
-        for prefix in sorted(set(self.learned) - set(learned)):
-            self._write(result, failed, prefix, self._kernel.delete_learned, lambda p: self.learned.pop(p, None))
-        for prefix in sorted(blackholes - self.blackholes):
-            self._write(result, failed, prefix, self._kernel.add_blackhole, lambda p: self.blackholes.add(p))
+        work = [(p, self._kernel.delete_blackhole, self.blackholes.discard) for p in sorted(self.blackholes - blackholes)]
+        work += [(p, self._kernel.delete_learned, lambda p: self.learned.pop(p, None))
+                 for p in sorted(set(self.learned) - set(learned))]
         for prefix, hops in sorted(learned.items()):
             if self.learned.get(prefix) != hops:
                 ours = prefix in self.learned
-                self._write(result, failed, prefix, lambda p, h=hops, o=ours: self._kernel.set_learned(p, h, o),
-                            lambda p, h=hops: self.learned.__setitem__(p, h))
+                work.append((prefix, lambda p, h=hops, o=ours: self._kernel.set_learned(p, h, o),
+                             lambda p, h=hops: self.learned.__setitem__(p, h)))
+        work += [(p, self._kernel.add_blackhole, self.blackholes.add) for p in sorted(blackholes - self.blackholes)]
+        for prefix, write, record in work[:limit]:
+            self._write(result, failed, prefix, write, record)
+        result.more = len(work) > limit
         self._failed = failed
         return result
 

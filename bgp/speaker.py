@@ -3,7 +3,6 @@ backoff), and keep what it announces equal to the plan, every command acknowledg
 
 After a start or a reload nothing is assumed announced: everything is sent again."""
 
-import ipaddress
 import logging
 from typing import Protocol
 
@@ -142,8 +141,8 @@ class SpeakerControl:
         session = self.sessions.get(peer)
         if session is None or session.state != "up":
             return 0
-        version = ipaddress.ip_address(peer).version
-        return sum(1 for prefix in self.announced if ipaddress.ip_network(prefix).version == version)
+        v6 = ":" in peer
+        return sum(1 for prefix in self.announced if (":" in prefix) == v6)
 
     def stop(self) -> None:
         self._process.stop()

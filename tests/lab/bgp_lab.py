@@ -46,11 +46,15 @@ def bird_config(nodes: list[Node], reflector: bool, restart_time: int, log: Path
 
 
 class BgpLab(Lab):
-    def __init__(self, nodes: int = 3, reflector: bool = True, restart_time: int = 4, bird_restart_time: int = 20, **kwargs):
+    def __init__(self, nodes: int = 3, reflector: bool = True, restart_time: int = 4, bird_restart_time: int = 20,
+                 bird_speakers: tuple[str, ...] = (), **kwargs):
+        """bird_speakers: names of extra rack members that run BIRD instead of Calyx (baselines)."""
         super().__init__(nodes=nodes, **kwargs)
         self.reflector, self.restart_time, self.bird_restart_time = reflector, restart_time, bird_restart_time
         self.bird: Daemon | None = None
         self.speakers: dict[str, Daemon] = {}
+        self.bird_speaker_names = bird_speakers
+        self.bird_speakers: dict[str, Node] = {}
 
     def build(self) -> None:
         netns_rack = [("ip", "link", "add", "rack", "type", "bridge"), ("ip", "addr", "add", f"{TOR}/24", "dev", "rack"),
@@ -63,13 +67,16 @@ class BgpLab(Lab):
         peers = [BGPPeer(metadata=Metadata(name="tor"), spec=BGPPeerSpec(peerIP=TOR, asNumber=AS_NUMBER)),
                  BGPPeer(metadata=Metadata(name="tor6"), spec=BGPPeerSpec(peerIP=TOR6, asNumber=AS_NUMBER))]
         self.store.write([BGPConfiguration(metadata=Metadata(name="default"), spec=spec), *peers], WriteMode.CREATE)
+        for offset, name in enumerate(self.bird_speaker_names, start=self.node_count + 1):
+            self._add_node(offset, name)
+            self.bird_speakers[name] = self.nodes.pop(name)
         self.start_bird()
 
-    def _add_node(self, i: int) -> None:
+    def _add_node(self, i: int, name: str | None = None) -> None:
         if i == 1:
             for command in self._rack_commands:
                 netns.in_ns(self.fabric, *command)
-        name = f"node{i}"
+        name = name or f"node{i}"
         ns = self._ns(name)
         self._add_ns(ns)
         v4, v6 = node_address(i)
@@ -86,18 +93,27 @@ class BgpLab(Lab):
     def start_bird(self, recovering: bool = False) -> Daemon:
         """recovering: BIRD's graceful-restart recovery (-R), as after a crash of a live router."""
         path = self.dir / "bird.conf"
-        path.write_text(bird_config(list(self.nodes.values()), self.reflector, self.bird_restart_time, self.dir / "bird.log"))
+        members = [*self.nodes.values(), *self.bird_speakers.values()]
+        path.write_text(bird_config(members, self.reflector, self.bird_restart_time, self.dir / "bird.log"))
         self.bird = self._daemon("bird", ["ip", "netns", "exec", self.fabric, "bird", "-f", "-c", str(path),
                                           "-s", str(self.dir / "bird.ctl"), *(["-R"] if recovering else [])])
         wait_for(lambda: "ready" in self.birdc("show", "status"), timeout=10, what="BIRD to answer")
         return self.bird
 
+    def start_bird_speaker(self, name: str, config: str) -> None:
+        """BIRD on a rack member, peering with the top-of-rack; its control socket is <dir>/<name>.ctl."""
+        path = self.dir / f"{name}.conf"
+        path.write_text(config)
+        self._daemon(f"bird-{name}", ["ip", "netns", "exec", self.bird_speakers[name].netns, "bird", "-f", "-c", str(path),
+                                      "-s", str(self.dir / f"{name}.ctl")])
+        wait_for(lambda: "ready" in self.birdc("show", "status", socket=name), timeout=10, what=f"BIRD on {name}")
+
     def kill_bird(self) -> None:
         self.bird.kill9()
         self.daemons.remove(self.bird)
 
-    def birdc(self, *args: str) -> str:
-        return netns.run("birdc", "-s", str(self.dir / "bird.ctl"), *args, check=False).stdout
+    def birdc(self, *args: str, socket: str = "bird") -> str:
+        return netns.run("birdc", "-s", str(self.dir / f"{socket}.ctl"), *args, check=False).stdout
 
     def bird_routes(self) -> set[str]:
         """Prefixes in BIRD's tables (all learned over BGP: it has no other route source)."""
@@ -154,7 +170,7 @@ class BgpLab(Lab):
         return found
 
     # -- workloads from IPAM ----------------------------------------------------------------
-    def add_ipam_workload(self, node: str, name: str, borrow_from: str | None = None) -> Workload:
+    def add_ipam_workload(self, node: str, name: str, borrow_from: str | None = None, attach: bool = True) -> Workload:
         """A workload whose addresses IPAM allocates for its node (or, with borrow_from, taken
         by hand from inside another node's block, as a bare-metal script would)."""
         ipam = IPAM(self.kv, self.prefix)
@@ -168,7 +184,7 @@ class BgpLab(Lab):
         else:
             ip = ipam.allocate(node, handle, pool=POOL4)
             ipv6 = ipam.allocate(node, handle, pool=POOL6)
-        return self.add_workload(node, name, addresses=(ip, ipv6))
+        return self.add_workload(node, name, addresses=(ip, ipv6), attach=attach)
 
     def policyctl_text(self, *args: str) -> str:
         return netns.run(sys.executable, "-m", "policy.cli", *self.etcd_flags(), *args).stdout
