@@ -31,7 +31,8 @@ def _neighbor(speaker: Speaker, peer: Peer, graceful_restart: int, hold_time: in
              f"    local-as {speaker.as_number};",
              f"    peer-as {peer.as_number};",
              f"    hold-time {hold_time};",
-             "    group-updates true;"]
+             "    group-updates true;",
+             "    manual-eor true;"]  # End-of-RIB only once calyx-bgp has announced everything
     if peer.local_address:
         lines.append(f"    local-address {peer.local_address};")
     if peer.passive:
@@ -92,6 +93,11 @@ def withdraw_commands(prefixes: Iterable[str], peers: list[str]) -> list[str]:
         for chunk in _chunks(group) if target else ():
             commands.append(f"{target}withdraw attributes next-hop self nlri {' '.join(chunk)}")
     return commands
+
+
+def end_of_rib_command(peer: str) -> str:
+    family = "ipv4" if ipaddress.ip_address(peer).version == 4 else "ipv6"
+    return f"neighbor {peer} announce eor {family} unicast"
 
 
 def _neighbors(peers: list[str], version: int) -> str:

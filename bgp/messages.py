@@ -17,6 +17,7 @@ class Session:
     as_number: int
     state: str = "idle"  # ExaBGP's words: idle, connected, up, down
     since: float | None = None  # wall-clock time of the last change
+    eor_sent: bool = False  # End-of-RIB sent since the session came up
 
 
 def apply_message(message: dict, rib: LearnedRib, sessions: dict[str, Session], now: float, wall: float) -> bool:
@@ -30,7 +31,7 @@ def apply_message(message: dict, rib: LearnedRib, sessions: dict[str, Session], 
         state = neighbor.get("state", "")
         session = sessions.get(peer)
         if session is not None and session.state != state:
-            session.state, session.since = state, wall
+            session.state, session.since, session.eor_sent = state, wall, False
         if state == "up":
             rib.session_up(peer)
         elif state == "down":

@@ -100,7 +100,27 @@ class SpeakerControl:
             self.config, self.announced = config, {}
         if now >= self._retry_at:
             self._announce(plan.announcements, [p.address for p in plan.speaker.peers], now)
+        if self.config is not None and not self._retry_at:
+            self._end_of_rib(now)
         return removed
+
+    def _end_of_rib(self, now: float) -> None:
+        """Tell each newly established peer that it has everything: a restarting ExaBGP would
+        otherwise send End-of-RIB before calyx-bgp announced, and the peer would flush our
+        routes it kept through graceful restart."""
+        for session in self.sessions.values():
+            if session.state == "up" and not session.eor_sent:
+                try:
+                    self._process.send(exabgp_config.end_of_rib_command(session.peer))
+                except CommandRefused as exc:
+                    self._metrics.command_errors.inc()
+                    log.error("%s", exc)
+                except ExaBGPError as exc:
+                    self._metrics.command_errors.inc()
+                    log.error("ExaBGP API: %s", exc)
+                    self.lost(now)
+                    return
+                session.eor_sent = True
 
     def _sync_sessions(self, plan: Plan, wall: float) -> list[str]:
         wanted = {peer.address: peer for peer in plan.speaker.peers}

@@ -74,3 +74,16 @@ def test_a_refused_command_is_retried_and_a_dead_exabgp_restarts_with_backoff():
     control.reconcile(plan({"10.1.0.0/26": ()}), now=4, wall=4)
     assert process.alive and control.starts == 2 and process.commands[-1].endswith("nlri 10.1.0.0/26")
     assert metrics.exabgp_restarts._value.get() == 1 and metrics.command_errors._value.get() == 1
+
+
+def test_end_of_rib_follows_the_announcements_once_per_established_session():
+    process = FakeSpeakerProcess()
+    control = SpeakerControl(process, 120, 90, BgpMetrics(), {})
+    control.reconcile(plan({"10.1.0.0/26": ()}), now=0, wall=0)
+    assert not any("eor" in c for c in process.commands)  # no session is up yet
+    control.sessions["10.0.0.2"].state = "up"
+    control.reconcile(plan({"10.1.0.0/26": (), "10.1.0.64/26": ()}), now=1, wall=1)
+    assert process.commands[-2].endswith("nlri 10.1.0.64/26")
+    assert process.commands[-1] == "neighbor 10.0.0.2 announce eor ipv4 unicast"
+    control.reconcile(plan({"10.1.0.0/26": (), "10.1.0.64/26": ()}), now=2, wall=2)
+    assert sum("eor" in c for c in process.commands) == 1
