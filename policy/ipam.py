@@ -25,6 +25,11 @@ from policy.store import ResourceStore, decode
 MAX_ATTEMPTS = 50
 
 
+def _order(network) -> tuple:
+    """IPv4 before IPv6: networks of different versions do not compare."""
+    return network.version, network
+
+
 class IPAMError(KVError):
     """An allocation or release that cannot be done (not a race: retrying will not help)."""
 
@@ -121,7 +126,7 @@ class IPAM:
         if address is not None:
             return self._take_specific(node, pools, blocks, record, address)
         in_pools = [b for b in blocks if b.pool in {p.spec.cidr for p in pools}]
-        for block in sorted((b for b in in_pools if b.affinity == node), key=lambda b: b.network):
+        for block in sorted((b for b in in_pools if b.affinity == node), key=lambda b: _order(b.network)):
             offset = block.free_offset()
             if offset is not None:
                 return self._commit(block, offset, record)
@@ -132,7 +137,7 @@ class IPAM:
                 if str(candidate) not in taken:
                     return self._commit(Block(str(candidate), pool.spec.cidr, node), 0, record)
         borrowable = {p.spec.cidr for p in pools if not p.spec.strictAffinity}
-        for block in sorted((b for b in in_pools if b.pool in borrowable), key=lambda b: b.network):
+        for block in sorted((b for b in in_pools if b.pool in borrowable), key=lambda b: _order(b.network)):
             offset = block.free_offset()
             if offset is not None:
                 return self._commit(block, offset, record)
@@ -154,7 +159,7 @@ class IPAM:
         pools = [p for p in pools if parse_selector(p.spec.nodeSelector).matches(node_labels)]
         if not pools:
             raise IPAMError(f"no enabled IPPool selects node {node}")
-        return sorted(pools, key=lambda p: ipaddress.ip_network(p.spec.cidr))
+        return sorted(pools, key=lambda p: _order(ipaddress.ip_network(p.spec.cidr)))
 
     def _node_labels(self, node: str) -> dict[str, str]:
         item = self.kv.get(f"{kind_prefix(self.prefix, Node)}{node}")

@@ -68,7 +68,7 @@ def show(ctx):
         used = sum(len(b.allocations) for b in blocks if b.pool == pool.spec.cidr)
         click.echo(f"{pool.spec.cidr:20} /{pool.spec.blockSize:<6} {str(pool.spec.disabled).lower():10} {used}/{size}")
     click.echo("\nBLOCK                NODE           IN USE")
-    for block in sorted(blocks, key=lambda b: b.network):
+    for block in sorted(blocks, key=lambda b: (b.network.version, b.network)):
         click.echo(f"{block.cidr:20} {block.affinity or '<none>':14} {len(block.allocations)}/{block.network.num_addresses}")
     per_node = Counter()
     for block in blocks:

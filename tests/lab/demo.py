@@ -1,8 +1,10 @@
 """`make demo`: a two-node Calyx cluster in network namespaces, with real packets.
 
-etcd, a fabric router, two nodes running felix and two workloads per node, each attached by
-the workload recipe and declared with policyctl.  Prints each node's workload routes and the
-reachability between all workloads (ping and TCP, IPv4 and IPv6); then applies a Kubernetes
+etcd, a BIRD top-of-rack acting as route reflector, two nodes running felix and calyx-bgp,
+and two workloads per node with addresses from IPAM, each attached by the workload recipe and
+declared with policyctl.  Prints each node's BGP sessions, its workload routes and the routes
+it learned over BGP, and the reachability between all workloads (ping and TCP, IPv4 and IPv6:
+no static route anywhere); then applies a Kubernetes
 NetworkPolicy that lets only node1-a reach node2-b and prints the IPv4 table again, enforced
 by nftables.  Then tears it all down (--keep leaves it up; --down removes a kept one)."""
 
@@ -14,6 +16,7 @@ import sys
 from pathlib import Path
 
 from tests.lab import netns
+from tests.lab.bgp_lab import BgpLab
 from tests.lab.processes import wait_for
 from tests.lab.topology import Lab, ctl_namespace, enter_controller_namespace, leave_controller_namespace
 from tests.lab.traffic import ping, reachability, start_echo_servers
@@ -22,10 +25,9 @@ STATE = Path(".demo/state.json")
 
 
 def _manifest(lab: Lab) -> str:
+    """The workloads' endpoints (calyx-bgp registers the Node resources itself)."""
     docs = []
     for node in lab.nodes.values():
-        docs.append({"apiVersion": "calyx.io/v1", "kind": "Node", "metadata": {"name": node.name},
-                     "spec": {"bgp": {"asNumber": 64512, "ipv4Address": f"{node.address}/24"}}})
         for w in node.workloads:
             docs.append(json.loads(w.endpoint().model_dump_json(exclude_none=True)))
     return "\n---\n".join(json.dumps(d) for d in docs)
@@ -60,13 +62,16 @@ def _print_table(lab: Lab, family: int, expect=lambda src, dst: True) -> bool:
 
 def run(keep: bool) -> int:
     enter_controller_namespace("cxdemo")
-    lab = Lab(nodes=2, lab_id="demo")
+    lab = BgpLab(nodes=2, lab_id="demo", reflector=True)
     try:
-        print("building: etcd, fabric, node1, node2 (network namespaces)...")
+        print("building: etcd, a BIRD top-of-rack (route reflector), node1, node2 (network namespaces)...")
         lab.build()
         for node in lab.nodes:
+            lab.start_bgp(node)
+        for node in lab.nodes:
             for suffix in ("a", "b"):
-                lab.add_workload(node, f"{node}-{suffix}")
+                lab.add_ipam_workload(node, f"{node}-{suffix}")
+        print(_policyctl(lab, "ipam", "show").rstrip())
         manifest = lab.dir / "cluster.yaml"
         manifest.write_text(_manifest(lab))
         print(f"policyctl apply -f {manifest}")
@@ -77,10 +82,19 @@ def run(keep: bool) -> int:
         for node in lab.nodes:
             status = lab.wait_programmed(node, revision, timeout=30)
             print(f"felix on {node}: {status}")
+        wait_for(lambda: lab.bird_established() == 4, timeout=30, what="BGP sessions with the top-of-rack")
+        wait_for(lambda: all(len(lab.learned_routes(n)) == 2 for n in lab.nodes), timeout=30, what="routes learned over BGP")
         for name, node in lab.nodes.items():
-            print(f"\n{name}: ip route show proto 76")
+            print(f"\npolicyctl node status {name}")
+            wait_for(lambda: "up" in _policyctl(lab, "node", "status", name), timeout=10, what="published BGP status")
+            print(_policyctl(lab, "node", "status", name).rstrip())
+            print(f"{name}: ip route show proto 76 (workloads; blackholes for the node's IPAM blocks)")
             print(netns.in_ns(node.netns, "ip", "route", "show", "proto", "76").stdout.rstrip())
             print(netns.in_ns(node.netns, "ip", "-6", "route", "show", "proto", "76").stdout.rstrip())
+            print(f"{name}: ip route show proto 77 (learned over BGP)")
+            print(netns.in_ns(node.netns, "ip", "route", "show", "proto", "77").stdout.rstrip())
+            print(netns.in_ns(node.netns, "ip", "-6", "route", "show", "proto", "77").stdout.rstrip())
+        print("\ntop-of-rack (BIRD) routes:\n" + lab.birdc("show", "route").rstrip())
         start_echo_servers(lab)
         first = lab.workloads()[0]
         wait_for(lambda: all(ping(first, w.ipv6) for w in lab.workloads()[1:]), timeout=10, what="IPv6 neighbour discovery")

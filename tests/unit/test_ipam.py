@@ -34,6 +34,16 @@ def test_a_node_fills_its_own_block_then_claims_the_next(kv):
     assert manager.allocate("n2", "other") == "10.10.0.8"  # n2 gets a block of its own
 
 
+def test_dual_stack_pools_allocate_and_show_side_by_side(kv, monkeypatch):
+    manager = ipam_with(kv, pool("fd00:10::/120"), pool("10.10.0.0/24"))
+    assert manager.allocate("n1", "a") == "10.10.0.0"  # IPv4 first when no pool is named
+    assert manager.allocate("n1", "a", pool="fd00:10::/120") == "fd00:10::"
+    assert manager.allocate("n1", "b") == "10.10.0.1"
+    monkeypatch.setattr(policy.cli, "EtcdKV", lambda settings: kv)
+    out = CliRunner().invoke(policy.cli.cli, ["ipam", "show"], catch_exceptions=False).output
+    assert out.index("10.10.0.0/26") < out.index("fd00:10::/122")
+
+
 def test_borrowing_when_the_pool_is_full_unless_strict(kv):
     manager = ipam_with(kv, pool("10.10.0.0/29", blockSize=30))
     manager.allocate("n1", "a")
