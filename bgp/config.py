@@ -1,16 +1,15 @@
 """Every calyx-bgp setting, declared once: flag, environment variable and default."""
 
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 
 import click
 
 from policy.etcd import EtcdSettings
+from policy.settings import NODE_NAME_OPTION, daemon_options
 
 BGP_OPTIONS = [
-    click.option("--node-name", envvar=["CALYX_NODE_NAME", "NODENAME"], default=socket.gethostname, show_default="hostname",
-                 help="This node's name, as its Node resource and WorkloadEndpoints name it."),
+    NODE_NAME_OPTION,
     click.option("--ip", "ipv4", envvar="CALYX_IP", default=None,
                  help="This node's IPv4 BGP address, as address/prefix-length (wins over the Node resource)."),
     click.option("--ip6", "ipv6", envvar="CALYX_IP6", default=None, help="This node's IPv6 BGP address."),
@@ -29,16 +28,7 @@ BGP_OPTIONS = [
                  show_default=True, help="Where ExaBGP's configuration and API socket live."),
     click.option("--exabgp", "exabgp_path", envvar="CALYX_EXABGP", default="exabgp", show_default=True,
                  help="The ExaBGP executable (4.2 is supported)."),
-    click.option("--health-host", envvar="CALYX_BGP_HEALTH_HOST", default="0.0.0.0", show_default=True,
-                 help="Address for /livez, /readyz and /metrics."),
-    click.option("--health-port", envvar="CALYX_BGP_HEALTH_PORT", type=int, default=9098, show_default=True,
-                 help="Port for /livez, /readyz and /metrics (0 disables)."),
-    click.option("--route-refresh-interval", envvar="CALYX_BGP_ROUTE_REFRESH_INTERVAL", type=float, default=90.0,
-                 show_default=True, help="Seconds between full re-reads of the kernel's routes."),
-    click.option("--etcd-backoff-max", envvar="CALYX_ETCD_BACKOFF_MAX", type=float, default=2.0, show_default=True,
-                 help="Longest wait, in seconds, between attempts to reach etcd."),
-    click.option("--log-level", envvar="CALYX_LOG_LEVEL", default="INFO", show_default=True,
-                 type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False)),
+    *daemon_options("CALYX_BGP_", 9098),
 ]
 
 

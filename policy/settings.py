@@ -1,6 +1,7 @@
 """Datastore settings shared by every Calyx command: one declaration gives flag, env var and default."""
 
 import functools
+import socket
 
 import click
 
@@ -28,3 +29,23 @@ def etcd_options(command):
 def etcd_settings(etcd_endpoints: str, etcd_ca_cert_file, etcd_cert_file, etcd_key_file, etcd_timeout: float) -> EtcdSettings:
     endpoints = tuple(url.strip() for url in etcd_endpoints.split(",") if url.strip())
     return EtcdSettings(endpoints, etcd_ca_cert_file, etcd_cert_file, etcd_key_file, etcd_timeout)
+
+
+NODE_NAME_OPTION = click.option("--node-name", envvar=["CALYX_NODE_NAME", "NODENAME"], default=socket.gethostname,
+                                show_default="hostname", help="This node's name, as its Node resource and WorkloadEndpoints name it.")
+
+
+def daemon_options(env_prefix: str, health_port: int) -> list:
+    """Settings every node daemon has (felix: CALYX_, 9099; calyx-bgp: CALYX_BGP_, 9098)."""
+    return [
+        click.option("--health-host", envvar=f"{env_prefix}HEALTH_HOST", default="0.0.0.0", show_default=True,
+                     help="Address for /livez, /readyz and /metrics."),
+        click.option("--health-port", envvar=f"{env_prefix}HEALTH_PORT", type=int, default=health_port, show_default=True,
+                     help="Port for /livez, /readyz and /metrics (0 disables)."),
+        click.option("--route-refresh-interval", envvar=f"{env_prefix}ROUTE_REFRESH_INTERVAL", type=float, default=90.0,
+                     show_default=True, help="Seconds between full re-reads of the kernel's routes."),
+        click.option("--etcd-backoff-max", envvar="CALYX_ETCD_BACKOFF_MAX", type=float, default=2.0, show_default=True,
+                     help="Longest wait, in seconds, between attempts to reach etcd."),
+        click.option("--log-level", envvar="CALYX_LOG_LEVEL", default="INFO", show_default=True,
+                     type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False)),
+    ]
