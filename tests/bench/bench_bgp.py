@@ -7,7 +7,7 @@ as top-of-rack, and two BIRD speakers on the same rack for the baselines):
 2. throughput: 10,000 prefixes (IPAM blocks of node1) from the etcd write until all are in the
    reflector's table, against a BIRD speaker announcing the same 10,000 (goal: ratio <= 2).
 
-    python -m tests.bench.bench_bgp [--prefixes 10000] [--rounds 30]"""
+    python -m tests.bench.bench_bgp [--prefixes 10000] [--rounds 100]"""
 
 import argparse
 import ipaddress
@@ -148,7 +148,7 @@ def percentile(samples: list[float], p: float) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--prefixes", type=int, default=10_000)
-    parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--rounds", type=int, default=100)
     args = parser.parse_args()
     print("waiting for the machine to be quiet...", flush=True)
     wait_for_quiet()
