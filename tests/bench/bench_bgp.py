@@ -13,7 +13,6 @@ import argparse
 import ipaddress
 import json
 import socket
-import statistics
 import time
 
 from policy.ipam import IPAM
