@@ -120,11 +120,11 @@ class BgpDaemon:
         elif kind == "gone":
             self._speaker_lost()
 
-    def _speaker_lost(self) -> None:
-        """Every session ended with ExaBGP: peers that offered graceful restart keep their routes."""
+    def _speaker_lost(self, replaced: bool = False) -> None:
+        """Every session ends with ExaBGP: peers that offered graceful restart keep their routes."""
         for peer in list(self._speaker.sessions):
             self._rib.session_down(peer, self._clock())
-        self._speaker.lost(self._clock())
+        self._speaker.lost(self._clock(), replaced)
 
     def _apply_change(self, key: str, value: bytes | None, revision: int) -> None:
         if key.startswith(self._blocks_prefix):
@@ -181,8 +181,8 @@ class BgpDaemon:
             self._publish(now)
             return
         self.plan, self.plan_error = plan, None
-        if self._speaker.exited():
-            self._speaker_lost()
+        if self._speaker.exited() or self._speaker.outdated(plan):
+            self._speaker_lost(replaced=not self._speaker.exited())
         for peer in self._speaker.reconcile(plan, now, self._wall()):
             self._rib.forget(peer)
         self._rib.expire(now)

@@ -9,7 +9,6 @@ import json
 import logging
 import queue
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -81,11 +80,6 @@ class ExaBGPProcess:
         self._conn = conn
         threading.Thread(target=self._read, args=(conn, self._acks), name="exabgp-api", daemon=True).start()
         log.info("ExaBGP started (pid %d) with %s", self._proc.pid, self.config_path)
-
-    def reload(self, config: str) -> None:
-        """New neighbors without touching the sessions that stay (SIGUSR1 re-reads the file)."""
-        self.config_path.write_text(config)
-        self._proc.send_signal(signal.SIGUSR1)
 
     def send(self, command: str) -> None:
         if not self.running():

@@ -1,7 +1,7 @@
 """Supervision of ExaBGP: keep it running with the rendered configuration (restarting it with
 backoff), and keep what it announces equal to the plan, every command acknowledged.
 
-After a start or a reload nothing is assumed announced: everything is sent again."""
+After a start nothing is assumed announced: everything is sent again."""
 
 import logging
 from typing import Protocol
@@ -25,8 +25,6 @@ class SpeakerProcess(Protocol):
     def running(self) -> bool: ...
 
     def start(self, config: str, env: dict[str, str]) -> None: ...
-
-    def reload(self, config: str) -> None: ...
 
     def send(self, command: str) -> None: ...
 
@@ -55,11 +53,16 @@ class SpeakerControl:
         """ExaBGP was started and is gone (its API socket may not have said so yet)."""
         return self.config is not None and not self._process.running()
 
-    def lost(self, now: float) -> None:
-        """ExaBGP ended: start again after the backoff; its sessions are gone."""
+    def lost(self, now: float, replaced: bool = False) -> None:
+        """ExaBGP ended (or is being replaced): start again, after the backoff unless replaced;
+        its sessions are gone."""
         if self.config is None:
             return
-        log.warning("ExaBGP exited; starting it again in %.0fs", self._next_backoff(now))
+        if replaced:
+            log.info("BGP peers or settings changed: restarting ExaBGP (graceful restart keeps forwarding)")
+            self._next_start = now
+        else:
+            log.warning("ExaBGP exited; starting it again in %.0fs", self._next_backoff(now))
         self._process.stop()
         self.config = None
         self.announced = {}
@@ -76,10 +79,20 @@ class SpeakerControl:
         waits = [t for t in (self._next_start if self.config is None else 0, self._retry_at) if t]
         return min(waits, default=None)
 
+    def _render(self, plan: Plan) -> str:
+        return exabgp_config.render_config(plan.speaker, self._process.bridge_command(), self._graceful_restart,
+                                           self._hold_time)
+
+    def outdated(self, plan: Plan) -> bool:
+        """The running ExaBGP has other peers or settings than the plan: it must be replaced.
+
+        Not reloaded: ExaBGP 4.2 applies a reload at some later turn of its loop, so commands
+        sent meanwhile reach the old set of neighbors and are lost for the new ones."""
+        return self.config is not None and self._render(plan) != self.config
+
     def reconcile(self, plan: Plan, now: float, wall: float) -> list[str]:
         """Bring ExaBGP to the plan; returns peers whose sessions were removed (forget their routes)."""
-        config = exabgp_config.render_config(plan.speaker, self._process.bridge_command(), self._graceful_restart,
-                                             self._hold_time)
+        config = self._render(plan)
         removed = self._sync_sessions(plan, wall)
         if self.config is None:
             if now < self._next_start:
@@ -93,10 +106,6 @@ class SpeakerControl:
                 self._metrics.exabgp_restarts.inc()
             self.starts += 1
             self._started_at = now
-            self.config, self.announced = config, {}
-        elif config != self.config:
-            log.info("BGP peers or settings changed: reloading ExaBGP")
-            self._process.reload(config)
             self.config, self.announced = config, {}
         if now >= self._retry_at:
             self._announce(plan.announcements, [p.address for p in plan.speaker.peers], now)

@@ -308,7 +308,6 @@ class FakeSpeakerProcess:
     def __init__(self) -> None:
         self.alive = False
         self.configs: list[str] = []
-        self.reloads = 0
         self.commands: list[str] = []
         self.env: dict[str, str] = {}
         self.refuse: str | None = None
@@ -325,10 +324,6 @@ class FakeSpeakerProcess:
         if self.fail_start:
             raise ExaBGPError("could not start")
         self.alive, self.env = True, env
-        self.configs.append(config)
-
-    def reload(self, config: str) -> None:
-        self.reloads += 1
         self.configs.append(config)
 
     def send(self, command: str) -> None:

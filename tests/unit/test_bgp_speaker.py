@@ -40,7 +40,7 @@ def test_commands_group_by_family_and_communities_and_go_to_peers_of_that_family
     assert len(many) == 3 and sum(c.count("/24") for c in many) == 4500
 
 
-def test_announcements_are_sent_as_differences_and_everything_again_after_a_reload():
+def test_announcements_are_sent_as_differences_and_everything_again_after_a_restart():
     process = FakeSpeakerProcess()
     control = SpeakerControl(process, 120, 90, BgpMetrics(), {})
     control.reconcile(plan({"10.1.0.0/26": ()}), now=0, wall=0)
@@ -52,8 +52,12 @@ def test_announcements_are_sent_as_differences_and_everything_again_after_a_relo
     sent = len(process.commands)
     control.reconcile(plan({"10.1.0.70/32": ()}), now=3, wall=3)
     assert len(process.commands) == sent  # nothing changed, nothing said
-    control.reconcile(plan({"10.1.0.70/32": ()}, peers=PEERS[:1]), now=4, wall=4)
-    assert process.reloads == 1 and process.commands[-1] == "neighbor 10.0.0.2 announce attributes next-hop self nlri 10.1.0.70/32"
+    fewer = plan({"10.1.0.70/32": ()}, peers=PEERS[:1])
+    assert control.outdated(fewer)
+    control.lost(now=4, replaced=True)  # a peer change replaces ExaBGP at once, without backoff
+    control.reconcile(fewer, now=4, wall=4)
+    assert control.starts == 2 and len(process.configs) == 2 and not control.outdated(fewer)
+    assert process.commands[-1] == "neighbor 10.0.0.2 announce attributes next-hop self nlri 10.1.0.70/32"
     assert set(control.sessions) == {"10.0.0.2"}
 
 
