@@ -44,6 +44,8 @@ class BgpDaemon:
         self._routes = RouteDriver(kernel)
         self._rib = LearnedRib()
         self._state = BgpState()
+        self._tables = {Node: self._state.nodes, BGPConfiguration: self._state.configurations,
+                        BGPPeer: self._state.peers, IPPool: self._state.pools}
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._prefix = f"{config.etcd_prefix.rstrip('/')}/v1/"
         self._blocks_prefix = f"{self._prefix}ipam/blocks/"
@@ -134,8 +136,7 @@ class BgpDaemon:
             model, namespace, name = parse_key(self.config.etcd_prefix, key)
         except ValueError:
             return  # status and other keys that are not resources
-        tables = {Node: self._state.nodes, BGPConfiguration: self._state.configurations, BGPPeer: self._state.peers,
-                  IPPool: self._state.pools}
+        tables = self._tables
         if model not in tables and model is not WorkloadEndpoint:
             return
         resource = None

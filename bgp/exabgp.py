@@ -49,10 +49,6 @@ class ExaBGPProcess:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None and self._conn is not None
 
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc else None
-
     def start(self, config: str, env: dict[str, str]) -> None:
         """Write the configuration, start ExaBGP and wait until its bridge has connected."""
         self.stop()

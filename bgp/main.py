@@ -8,7 +8,6 @@ import logging
 import os
 import signal
 import threading
-import time
 
 import click
 
@@ -27,7 +26,6 @@ from policy.store import ResourceStore
 from policy.watch import Backoff
 
 log = logging.getLogger("calyx-bgp")
-LIVENESS_TIMEOUT = 30.0
 
 
 def _bgp_options(command):
@@ -80,11 +78,8 @@ def cli(log_level, etcd_prefix, **options):
         daemon = BgpDaemon(config, kv, routes, speaker, metrics)
         server = None
         if config.health_port:
-            def live():
-                alive = time.monotonic() - daemon.last_tick < LIVENESS_TIMEOUT
-                return alive, {"alive": alive}
-
-            server = httpd.serve(config.health_host, config.health_port, {"/livez": live, "/readyz": daemon.ready},
+            server = httpd.serve(config.health_host, config.health_port,
+                                 {"/livez": httpd.liveness(lambda: daemon.last_tick), "/readyz": daemon.ready},
                                  metrics.registry)
         log.info("calyx-bgp starting on node %s, etcd %s, prefix %s", config.node_name, ",".join(config.etcd.endpoints),
                  config.etcd_prefix)

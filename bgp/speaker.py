@@ -113,24 +113,6 @@ class SpeakerControl:
             self._end_of_rib(now)
         return removed
 
-    def _end_of_rib(self, now: float) -> None:
-        """Tell each newly established peer that it has everything: a restarting ExaBGP would
-        otherwise send End-of-RIB before calyx-bgp announced, and the peer would flush our
-        routes it kept through graceful restart."""
-        for session in self.sessions.values():
-            if session.state == "up" and not session.eor_sent:
-                try:
-                    self._process.send(exabgp_config.end_of_rib_command(session.peer))
-                except CommandRefused as exc:
-                    self._metrics.command_errors.inc()
-                    log.error("%s", exc)
-                except ExaBGPError as exc:
-                    self._metrics.command_errors.inc()
-                    log.error("ExaBGP API: %s", exc)
-                    self.lost(now)
-                    return
-                session.eor_sent = True
-
     def _sync_sessions(self, plan: Plan, wall: float) -> list[str]:
         wanted = {peer.address: peer for peer in plan.speaker.peers}
         removed = [address for address in self.sessions if address not in wanted]
@@ -147,15 +129,30 @@ class SpeakerControl:
     def _announce(self, wanted: dict[str, tuple[str, ...]], peers: list[str], now: float) -> None:
         gone = [p for p in self.announced if p not in wanted]
         changed = {p: c for p, c in wanted.items() if self.announced.get(p) != c}
-        try:
-            for command in exabgp_config.withdraw_commands(gone, peers):
-                self._process.send(command)
-            for prefix in gone:
-                del self.announced[prefix]
-            for command in exabgp_config.announce_commands(changed, peers):
-                self._process.send(command)
+        if not self._send(exabgp_config.withdraw_commands(gone, peers), now):
+            return
+        for prefix in gone:
+            del self.announced[prefix]
+        if self._send(exabgp_config.announce_commands(changed, peers), now):
             self.announced.update(changed)
             self._retry_at = 0.0
+
+    def _end_of_rib(self, now: float) -> None:
+        """Tell each newly established peer that it has everything: a restarting ExaBGP would
+        otherwise send End-of-RIB before calyx-bgp announced, and the peer would flush our
+        routes it kept through graceful restart."""
+        for session in self.sessions.values():
+            if session.state == "up" and not session.eor_sent:
+                if not self._send([exabgp_config.end_of_rib_command(session.peer)], now):
+                    return
+                session.eor_sent = True
+
+    def _send(self, commands: list[str], now: float) -> bool:
+        """Send in order, each acknowledged; on a refusal retry later, on silence replace ExaBGP."""
+        try:
+            for command in commands:
+                self._process.send(command)
+            return True
         except CommandRefused as exc:
             self._metrics.command_errors.inc()
             log.error("%s; retrying in %.0fs", exc, COMMAND_RETRY)
@@ -164,6 +161,7 @@ class SpeakerControl:
             self._metrics.command_errors.inc()
             log.error("ExaBGP API: %s", exc)
             self.lost(now)
+        return False
 
     def sent(self, peer: str) -> int:
         """Prefixes of the peer's family announced, while its session is up."""

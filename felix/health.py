@@ -7,8 +7,6 @@ from prometheus_client import CollectorRegistry
 
 from policy import httpd
 
-LIVENESS_TIMEOUT = 30.0
-
 
 @dataclass
 class Status:
@@ -24,11 +22,7 @@ class Status:
 
 
 def serve(host: str, port: int, status: Status, registry: CollectorRegistry):
-    def live():
-        alive = time.monotonic() - status.last_tick < LIVENESS_TIMEOUT
-        return alive, {"alive": alive}
-
     def ready():
         return status.in_sync and status.programmed_revision > 0, status.snapshot()
 
-    return httpd.serve(host, port, {"/livez": live, "/readyz": ready}, registry)
+    return httpd.serve(host, port, {"/livez": httpd.liveness(lambda: status.last_tick), "/readyz": ready}, registry)

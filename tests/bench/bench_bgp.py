@@ -15,6 +15,8 @@ import json
 import socket
 import time
 
+from pyroute2 import IPRoute
+
 from policy.ipam import IPAM
 from policy.kv import Write
 from policy.store import MAX_TXN_OPS, Ref, WriteMode
@@ -51,7 +53,6 @@ def sink_config(address: str) -> str:
 def wait_route(ns: ScratchNamespace, prefix: str, present: bool) -> float:
     """Poll the namespace's main table every millisecond; the time when the route (dis)appeared."""
     def poll() -> float:
-        from pyroute2 import IPRoute
         network = ipaddress.ip_network(prefix)
         deadline = time.monotonic() + TIMEOUT
         with IPRoute() as ipr:

@@ -7,6 +7,7 @@ Workload addresses come from IPAM: pool 198.19.0.0/16 (/26 blocks), fd00:19::/64
 
 import json
 import sys
+import urllib.request
 from pathlib import Path
 
 from policy.bgp_resources import BGPConfiguration, BGPConfigurationSpec, BGPPeer, BGPPeerSpec
@@ -57,9 +58,6 @@ class BgpLab(Lab):
         self.bird_speakers: dict[str, Node] = {}
 
     def build(self) -> None:
-        netns_rack = [("ip", "link", "add", "rack", "type", "bridge"), ("ip", "addr", "add", f"{TOR}/24", "dev", "rack"),
-                      ("ip", "-6", "addr", "add", f"{TOR6}/64", "dev", "rack", "nodad"), ("ip", "link", "set", "rack", "up")]
-        self._rack_commands = netns_rack
         super().build()
         self.store.write([IPPool(metadata=Metadata(name="pool4"), spec=IPPoolSpec(cidr=POOL4)),
                           IPPool(metadata=Metadata(name="pool6"), spec=IPPoolSpec(cidr=POOL6))], WriteMode.CREATE)
@@ -74,8 +72,7 @@ class BgpLab(Lab):
 
     def _add_node(self, i: int, name: str | None = None) -> None:
         if i == 1:
-            for command in self._rack_commands:
-                netns.in_ns(self.fabric, *command)
+            self._add_rack()
         name = name or f"node{i}"
         ns = self._ns(name)
         self._add_ns(ns)
@@ -88,6 +85,13 @@ class BgpLab(Lab):
         netns.in_ns(ns, "ip", "route", "add", "default", "via", TOR)
         netns.in_ns(ns, "ip", "-6", "route", "add", "default", "via", TOR6)
         self.nodes[name] = Node(name, i, ns, v4)
+
+    def _add_rack(self) -> None:
+        """The rack segment: a bridge in the fabric namespace, the top-of-rack's addresses on it."""
+        netns.in_ns(self.fabric, "ip", "link", "add", "rack", "type", "bridge")
+        netns.in_ns(self.fabric, "ip", "addr", "add", f"{TOR}/24", "dev", "rack")
+        netns.in_ns(self.fabric, "ip", "-6", "addr", "add", f"{TOR6}/64", "dev", "rack", "nodad")
+        netns.in_ns(self.fabric, "ip", "link", "set", "rack", "up")
 
     # -- BIRD -----------------------------------------------------------------------------
     def start_bird(self, recovering: bool = False) -> Daemon:
@@ -143,7 +147,6 @@ class BgpLab(Lab):
         self.daemons.remove(daemon)
 
     def bgp_ready(self, node: str) -> bool:
-        import urllib.request
         try:
             with urllib.request.urlopen(f"http://{self.nodes[node].address}:9098/readyz", timeout=2) as response:
                 return response.status == 200
