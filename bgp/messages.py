@@ -44,13 +44,13 @@ def apply_message(message: dict, rib: LearnedRib, sessions: dict[str, Session], 
         rib.opened(peer, int(capability.get("time", 0)))
         return False
     if kind == "update" and neighbor.get("direction", "receive") == "receive":
-        return _apply_update(peer, neighbor.get("message", {}), rib)
+        return _apply_update(peer, neighbor.get("message", {}), rib, now)
     return False
 
 
-def _apply_update(peer: str, message: dict, rib: LearnedRib) -> bool:
+def _apply_update(peer: str, message: dict, rib: LearnedRib, now: float) -> bool:
     if "eor" in message:
-        rib.end_of_rib(peer, message["eor"].get("afi", ""))
+        rib.end_of_rib(peer, now)
         return True
     update = message.get("update", {})
     for family, by_nexthop in update.get("announce", {}).items():

@@ -5,10 +5,13 @@ the restart time it offered, so forwarding survives its restart; they go when th
 End-of-RIB again without them, or when the time is up. Routes already in the kernel when
 calyx-bgp starts are held the same way, under a pseudo-peer, until peers re-send them."""
 
-import ipaddress
 from dataclasses import dataclass, field
 
 KERNEL = "kernel"  # the pseudo-peer holding routes found in the kernel at start
+# Stale routes a peer did not re-send go this long after its End-of-RIB, not at once: a route
+# reflector finishing its own restart sends End-of-RIB a moment before its other clients'
+# routes have reached it (seen with BIRD: a 15 ms hole in forwarding).
+END_OF_RIB_SETTLE = 2.0
 
 
 @dataclass
@@ -18,10 +21,6 @@ class _PeerRoutes:
     stale_until: float | None = None
     restart_time: int = 0  # offered by the peer in its OPEN; 0: no graceful restart
     up: bool = False
-
-
-def family_of(prefix: str) -> str:
-    return "ipv4" if ipaddress.ip_network(prefix).version == 4 else "ipv6"
 
 
 class LearnedRib:
@@ -71,14 +70,12 @@ class LearnedRib:
         state.routes.pop(prefix, None)
         state.stale.discard(prefix)
 
-    def end_of_rib(self, peer: str, family: str) -> None:
-        """The peer has re-sent everything of a family: what is still stale there is gone."""
+    def end_of_rib(self, peer: str, now: float) -> None:
+        """The peer has re-sent everything: what is still stale goes after END_OF_RIB_SETTLE
+        (each session carries one family)."""
         state = self._peer(peer)
-        for prefix in [p for p in state.stale if family_of(p) == family]:
-            state.stale.discard(prefix)
-            state.routes.pop(prefix, None)
-        if not state.stale:
-            state.stale_until = None
+        if state.stale:
+            state.stale_until = min(state.stale_until or float("inf"), now + END_OF_RIB_SETTLE)
 
     def expire(self, now: float) -> float | None:
         """Drop stale routes whose time is up; return the next deadline (None if nothing waits)."""

@@ -35,7 +35,7 @@ def test_two_peers_offering_a_prefix_make_an_ecmp_route_and_withdraws_remove_hop
     assert rib.desired()["10.244.1.0/26"] == {"10.0.0.2"} and rib.received("10.0.0.3") == 1
 
 
-def test_graceful_restart_keeps_routes_until_end_of_rib_then_drops_what_was_not_resent():
+def test_graceful_restart_keeps_routes_until_end_of_rib_then_drops_what_was_not_resent_after_a_settle():
     rib, sessions = LearnedRib(), {"10.0.0.2": Session("10.0.0.2", "mesh:n2", 64512)}
     feed(rib, sessions, opened("10.0.0.2", 30), state("10.0.0.2", "up"),
          update("10.0.0.2", {"ipv4 unicast": {"10.0.0.2": [{"nlri": "10.244.1.0/26"}, {"nlri": "10.244.9.0/26"}]}}))
@@ -46,7 +46,8 @@ def test_graceful_restart_keeps_routes_until_end_of_rib_then_drops_what_was_not_
          now=12.0)
     assert set(rib.desired()) == {"10.244.1.0/26", "10.244.9.0/26"}  # still waiting for End-of-RIB
     feed(rib, sessions, update("10.0.0.2", eor={"afi": "ipv4", "safi": "unicast"}), now=13.0)
-    assert set(rib.desired()) == {"10.244.1.0/26"} and rib.expire(14.0) is None
+    assert rib.expire(14.9) == 15.0 and set(rib.desired()) == {"10.244.1.0/26", "10.244.9.0/26"}
+    assert rib.expire(15.0) is None and set(rib.desired()) == {"10.244.1.0/26"}
 
 
 def test_stale_routes_go_when_the_restart_time_is_up():
