@@ -10,9 +10,9 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from policy.kv import Conflict
-from policy.resources import Metadata, Node, NodeBGPSpec
-from policy.store import NotFound, ResourceStore, WriteMode
+from policy.datastore.kv import Conflict
+from policy.model.resources import Metadata, Node, NodeBGPSpec
+from policy.datastore.store import NotFound, ResourceStore, WriteMode
 
 log = logging.getLogger(__name__)
 REGISTER_ATTEMPTS = 10

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import click
 
-from policy.etcd import EtcdSettings
-from policy.settings import NODE_NAME_OPTION, daemon_options
+from policy.datastore.etcd import EtcdSettings
+from policy.runtime.settings import NODE_NAME_OPTION, daemon_options
 
 BGP_OPTIONS = [
     NODE_NAME_OPTION,

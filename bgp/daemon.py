@@ -18,15 +18,15 @@ from bgp.plan import BgpState, BlockFacts, Plan, PlanError, compute_plan
 from bgp.rib import LearnedRib
 from bgp.routes import BgpKernel, RouteDriver
 from bgp.speaker import SpeakerControl
-from policy.bgp_resources import BGPConfiguration, BGPPeer
-from policy.documents import DocumentError
-from policy.kinds import parse_key
-from policy.kv import ANY, KV, KVError, Write
-from policy.node_status import bgp_status_key
-from policy.pools import IPPool
-from policy.resources import Node, WorkloadEndpoint
-from policy.store import decode
-from policy.watch import Backoff, SyncBatch, Syncer
+from policy.model.bgp import BGPConfiguration, BGPPeer
+from policy.model.documents import DocumentError
+from policy.datastore.keys import parse_key
+from policy.datastore.kv import ANY, KV, KVError, Write
+from policy.runtime.status import bgp_status_key
+from policy.model.pools import IPPool
+from policy.model.resources import Node, WorkloadEndpoint
+from policy.datastore.store import decode
+from policy.datastore.watch import Backoff, SyncBatch, Syncer
 
 log = logging.getLogger(__name__)
 

@@ -18,12 +18,12 @@ from bgp.exabgp import ExaBGPProcess
 from bgp.metrics import BgpMetrics
 from bgp.netlink import NetlinkRoutes
 from bgp.speaker import SpeakerControl
-from policy import httpd
-from policy.etcd import EtcdKV
-from policy.kv import KVError
-from policy.settings import etcd_options, etcd_settings
-from policy.store import ResourceStore
-from policy.watch import Backoff
+from policy.runtime import httpd
+from policy.datastore.etcd import EtcdKV
+from policy.datastore.kv import KVError
+from policy.runtime.settings import etcd_options, etcd_settings
+from policy.datastore.store import ResourceStore
+from policy.datastore.watch import Backoff
 
 log = logging.getLogger("calyx-bgp")
 

@@ -7,10 +7,10 @@ import hashlib
 import ipaddress
 from dataclasses import dataclass, field
 
-from policy.bgp_resources import DEFAULT_AS_NUMBER, BGPConfiguration, BGPConfigurationSpec, BGPPeer
-from policy.pools import IPPool
-from policy.resources import Node
-from policy.selector import parse_selector
+from policy.model.bgp import DEFAULT_AS_NUMBER, BGPConfiguration, BGPConfigurationSpec, BGPPeer
+from policy.model.pools import IPPool
+from policy.model.resources import Node
+from policy.model.selector import parse_selector
 
 DEFAULT_CONFIGURATION = "default"
 

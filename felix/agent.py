@@ -18,16 +18,16 @@ from felix.kernel import Kernel
 from felix.metrics import AgentMetrics
 from felix.nft import Nft, NftError
 from felix.policy_driver import PolicyDriver
-from felix.policy_status import PolicyStatusWriter
 from felix.routes import RouteDriver
 from policy.compiler.compiler import PolicyCompiler
-from policy.documents import DocumentError
-from policy.kinds import parse_key
-from policy.kv import KV
-from policy.policies import GlobalNetworkPolicy, GlobalNetworkSet, NetworkPolicy, NetworkSet, Profile, Tier
-from policy.resources import Namespace, WorkloadEndpoint
-from policy.store import decode
-from policy.watch import Backoff, SyncBatch, Syncer
+from policy.model.documents import DocumentError
+from policy.datastore.keys import parse_key
+from policy.datastore.kv import KV
+from policy.model.policies import GlobalNetworkPolicy, GlobalNetworkSet, NetworkPolicy, NetworkSet, Profile, Tier
+from policy.model.resources import Namespace, WorkloadEndpoint
+from policy.datastore.store import decode
+from policy.runtime.status import StatusWriter, policy_status_key
+from policy.datastore.watch import Backoff, SyncBatch, Syncer
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ class Agent:
         self._driver = RouteDriver(kernel)
         self._compiler = PolicyCompiler(config.node_name)
         self._policy_driver = PolicyDriver(nft)
-        self._policy_status = PolicyStatusWriter(kv, config.etcd_prefix, config.node_name)
+        self._policy_status = StatusWriter(kv, policy_status_key(config.etcd_prefix, config.node_name))
         self._policy_pending = False
         self._changed_policies: set[str] = set()  # since the last successful nftables transaction
         self._prefix = f"{config.etcd_prefix.rstrip('/')}/v1/"
@@ -172,8 +172,9 @@ class Agent:
     def _program(self) -> None:
         if self._policy_pending:
             self._program_policy()
-        if self._policy_status.due(self._compiler.errors):
-            self._policy_status.write(self._compiler.errors)
+        failed = dict(self._compiler.errors) or None  # no key at all when every policy compiles
+        if self._policy_status.due(failed):
+            self._policy_status.write(failed)
         started = time.perf_counter()
         try:
             result = self._driver.apply()

@@ -7,7 +7,7 @@ the current set of endpoints only, never on the order the updates came in."""
 from collections import defaultdict
 from dataclasses import dataclass
 
-from policy.resources import WorkloadEndpoint
+from policy.model.resources import WorkloadEndpoint
 
 
 @dataclass(frozen=True, slots=True)

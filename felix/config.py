@@ -2,8 +2,8 @@
 
 from dataclasses import dataclass
 
-from policy.etcd import EtcdSettings
-from policy.settings import NODE_NAME_OPTION, daemon_options
+from policy.datastore.etcd import EtcdSettings
+from policy.runtime.settings import NODE_NAME_OPTION, daemon_options
 
 AGENT_OPTIONS = [NODE_NAME_OPTION, *daemon_options("CALYX_", 9099)]
 

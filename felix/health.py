@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry
 
-from policy import httpd
+from policy.runtime import httpd
 
 
 @dataclass

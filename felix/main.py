@@ -12,8 +12,8 @@ from felix.config import AGENT_OPTIONS, AgentConfig
 from felix.health import serve
 from felix.netlink import NetlinkKernel
 from felix.nft import LibNftables
-from policy.etcd import EtcdKV
-from policy.settings import etcd_options, etcd_settings
+from policy.datastore.etcd import EtcdKV
+from policy.runtime.settings import etcd_options, etcd_settings
 
 
 def _agent_options(command):

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 
 from felix.kernel import KernelRoute, RouteError
 from felix.nft import NftError, TableListing
-from policy.kv import ABSENT, ANY, PRESENT, Change, Compacted, Conflict, KeyValue, Unavailable, Write
+from policy.datastore.kv import ABSENT, ANY, PRESENT, Change, Compacted, Conflict, KeyValue, Unavailable, Write
 
 
 class FakeKV:

@@ -1,10 +1,10 @@
 """Feeding resources to the policy compiler the way the agent does, for tests."""
 
 from policy.compiler.compiler import PolicyCompiler
-from policy.documents import load_documents
-from policy.kinds import key_of
-from policy.policies import GlobalNetworkPolicy, GlobalNetworkSet, NetworkPolicy, NetworkSet, Profile, Tier
-from policy.resources import Namespace, Resource, WorkloadEndpoint
+from policy.model.documents import load_documents
+from policy.datastore.keys import key_of
+from policy.model.policies import GlobalNetworkPolicy, GlobalNetworkSet, NetworkPolicy, NetworkSet, Profile, Tier
+from policy.model.resources import Namespace, Resource, WorkloadEndpoint
 
 PREFIX = "/calyx"
 

@@ -8,10 +8,10 @@ import ipaddress
 from dataclasses import dataclass
 
 from policy.compiler.labels import namespace_matches
-from policy.policies import GlobalNetworkPolicy, GlobalNetworkSet, NetworkPolicy, NetworkSet, Profile, Tier
-from policy.resources import Namespace, WorkloadEndpoint
-from policy.rules import PROTOCOL_NUMBERS, EntityRule, Rule
-from policy.selector import parse_selector
+from policy.model.policies import GlobalNetworkPolicy, GlobalNetworkSet, NetworkPolicy, NetworkSet, Profile, Tier
+from policy.model.resources import Namespace, WorkloadEndpoint
+from policy.model.rules import PROTOCOL_NUMBERS, EntityRule, Rule
+from policy.model.selector import parse_selector
 
 INF = float("inf")
 

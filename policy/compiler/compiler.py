@@ -15,10 +15,10 @@ from policy.compiler.labels import Item, LabelIndex
 from policy.compiler.matches import SERVICE_ACCOUNT_LABEL, compile_rule
 from policy.compiler.ruleset import KNOWN_INTERFACES, Ruleset, SetDef, interface_sets
 from policy.compiler.sets import Selection, SetSpec, collapse
-from policy.policies import GlobalNetworkSet, NetworkPolicy, NetworkSet, Policy, Profile, Tier
-from policy.resources import Namespace, WorkloadEndpoint
-from policy.rules import PROTOCOL_NUMBERS, Rule
-from policy.selector import parse_selector
+from policy.model.policies import GlobalNetworkSet, NetworkPolicy, NetworkSet, Policy, Profile, Tier
+from policy.model.resources import Namespace, WorkloadEndpoint
+from policy.model.rules import PROTOCOL_NUMBERS, Rule
+from policy.model.selector import parse_selector
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from policy.selector import All, And, Compare, Global, Has, In, Not, Or, Selector
+from policy.model.selector import All, And, Compare, Global, Has, In, Not, Or, Selector
 
 
 @dataclass(frozen=True, slots=True)

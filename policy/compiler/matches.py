@@ -7,7 +7,7 @@ from collections.abc import Callable
 from itertools import product
 
 from policy.compiler.sets import Selection, SetSpec
-from policy.rules import PROTOCOL_NUMBERS, EntityRule, ICMPMatch, Rule
+from policy.model.rules import PROTOCOL_NUMBERS, EntityRule, ICMPMatch, Rule
 
 ACCEPT_MARK = 0x10000
 PASS_MARK = 0x20000

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from policy.compiler.labels import Item, namespace_matches
-from policy.selector import parse_selector
+from policy.model.selector import parse_selector
 
 ADDRESS_TYPES = {4: "ipv4_addr", 6: "ipv6_addr"}
 PORT_TYPES = {4: ["ipv4_addr", "inet_proto", "inet_service"], 6: ["ipv6_addr", "inet_proto", "inet_service"]}

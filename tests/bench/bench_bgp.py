@@ -17,9 +17,9 @@ import time
 
 from pyroute2 import IPRoute
 
-from policy.ipam import IPAM
-from policy.kv import Write
-from policy.store import MAX_TXN_OPS, Ref, WriteMode
+from policy.datastore.ipam import IPAM
+from policy.datastore.kv import Write
+from policy.datastore.store import MAX_TXN_OPS, Ref, WriteMode
 from tests.bench.bench_routes import wait_for_quiet
 from tests.lab.bgp_lab import AS_NUMBER, TOR, BgpLab, node_address
 from tests.lab.processes import wait_for

@@ -22,9 +22,9 @@ from felix.nft import LibNftables
 from felix.policy_driver import PolicyDriver
 from policy.compiler.compiler import PolicyCompiler
 from policy.compiler.ruleset import full_commands
-from policy.documents import parse_resource
-from policy.kinds import key_of
-from policy.store import ResourceStore, WriteMode
+from policy.model.documents import parse_resource
+from policy.datastore.keys import key_of
+from policy.datastore.store import ResourceStore, WriteMode
 from tests.bench.bench_routes import wait_for_quiet
 from tests.lab import netns
 from tests.lab.traffic import PROBE

@@ -14,11 +14,11 @@ import subprocess
 import sys
 import time
 
-from policy.kinds import resource_key
-from policy.names import host_interface_name
-from policy.resources import Metadata, WorkloadEndpoint, WorkloadEndpointSpec
-from policy.store import ResourceStore, WriteMode, encode
-from policy.kv import Write
+from policy.datastore.keys import resource_key
+from policy.model.names import host_interface_name
+from policy.model.resources import Metadata, WorkloadEndpoint, WorkloadEndpointSpec
+from policy.datastore.store import ResourceStore, WriteMode, encode
+from policy.datastore.kv import Write
 from tests.lab import netns
 from tests.lab.processes import wait_for
 from tests.lab.topology import Lab, enter_controller_namespace, leave_controller_namespace

@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from policy.store import WriteMode
+from policy.datastore.store import WriteMode
 from tests.lab.topology import Lab, enter_controller_namespace, leave_controller_namespace
 
 MISSING = [tool for tool in ("ip", "etcd", "etcdctl", "ping") if not shutil.which(tool)]

@@ -2,9 +2,9 @@
 
 import time
 
-from policy.kinds import resource_key
-from policy.resources import WorkloadEndpoint
-from policy.store import Ref, WriteMode
+from policy.datastore.keys import resource_key
+from policy.model.resources import WorkloadEndpoint
+from policy.datastore.store import Ref, WriteMode
 from tests.lab import netns
 from tests.lab.processes import Daemon, wait_for
 from tests.lab.traffic import ping, start_echo_servers, tcp
@@ -67,7 +67,7 @@ def test_etcd_restart_and_compaction_past_the_agent_converge_within_5s(cluster):
     moved = a.endpoint(networks=[f"{a.ip}/32"])  # a loses its IPv6 address
     for workload, endpoint in ((a, moved), (c, c.endpoint())):
         key = resource_key(cluster.prefix, WorkloadEndpoint, workload.name, workload.namespace)
-        from policy.store import encode
+        from policy.datastore.store import encode
         cluster.etcdctl("put", key, encode(endpoint).decode())
     revision = int(__import__("json").loads(cluster.etcdctl("get", key, "-w", "json"))["header"]["revision"])
     cluster.etcdctl("compact", str(revision))  # ...and history the agent would need is gone

@@ -6,7 +6,7 @@ import sys
 
 import yaml
 
-from policy.store import WriteMode
+from policy.datastore.store import WriteMode
 from tests.lab.processes import wait_for
 
 NODE = "apiVersion: calyx.io/v1\nkind: Node\nmetadata: {name: node1, labels: {rack: r1}}\nspec: {bgp: {asNumber: 64512, ipv4Address: 198.18.1.2/24}}\n"
@@ -17,7 +17,7 @@ NAMESPACE = "apiVersion: v1\nkind: Namespace\nmetadata: {name: prod, labels: {te
 
 def policyctl(lab, *args: str, input: str | None = None, extra_env: dict | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, **(extra_env or {})}
-    return subprocess.run([sys.executable, "-m", "policy.cli", *lab.etcd_flags(), *args], input=input,
+    return subprocess.run([sys.executable, "-m", "policy.ctl.main", *lab.etcd_flags(), *args], input=input,
                           capture_output=True, text=True, timeout=30, env=env)
 
 
@@ -67,13 +67,13 @@ def test_bad_input_writes_nothing_to_etcd(lab_factory, tmp_path):
 def test_tls_client_certificates_and_failover_to_the_next_endpoint(lab_factory):
     lab = lab_factory(nodes=1, tls=True)
     dead, live = "https://198.18.200.9:2379", lab.etcd_url  # nothing listens on the first
-    no_cert = subprocess.run([sys.executable, "-m", "policy.cli", "--etcd-endpoints", live,
+    no_cert = subprocess.run([sys.executable, "-m", "policy.ctl.main", "--etcd-endpoints", live,
                               "--etcd-ca-cert-file", lab.tls["ca"], "get", "nodes"],
                              capture_output=True, text=True, timeout=30)
     assert no_cert.returncode == 1 and "etcd" in no_cert.stderr  # the server insists on a client certificate
     env = {"ETCD_ENDPOINTS": f"{dead},{live}", "ETCD_CA_CERT_FILE": lab.tls["ca"],
            "ETCD_CERT_FILE": lab.tls["client_cert"], "ETCD_KEY_FILE": lab.tls["client_key"]}
-    result = subprocess.run([sys.executable, "-m", "policy.cli", "apply", "-f", "-"], input=NODE, capture_output=True,
+    result = subprocess.run([sys.executable, "-m", "policy.ctl.main", "apply", "-f", "-"], input=NODE, capture_output=True,
                             text=True, timeout=30, env={**os.environ, **env})
     assert result.returncode == 0, result.stderr
     assert "Node node1 applied" in result.stdout

@@ -4,10 +4,10 @@ import subprocess
 import sys
 import threading
 
-from policy.documents import parse_resource
-from policy.etcd import EtcdKV, EtcdSettings
-from policy.ipam import IPAM
-from policy.store import WriteMode
+from policy.model.documents import parse_resource
+from policy.datastore.etcd import EtcdKV, EtcdSettings
+from policy.datastore.ipam import IPAM
+from policy.datastore.store import WriteMode
 
 
 def test_fifty_concurrent_allocations_over_three_nodes_are_unique_and_all_released(lab_factory):
@@ -46,6 +46,6 @@ def test_fifty_concurrent_allocations_over_three_nodes_are_unique_and_all_releas
     assert manager.handles() == {} and all(not b.allocations for b in manager.blocks())
     assert manager.check() == {"leaked": [], "unallocated": [], "duplicates": [], "dangling": []}
     # The bare-metal way: policyctl prints the address.
-    out = subprocess.run([sys.executable, "-m", "policy.cli", *lab.etcd_flags(), "ipam", "allocate", "--node", "node1",
+    out = subprocess.run([sys.executable, "-m", "policy.ctl.main", *lab.etcd_flags(), "ipam", "allocate", "--node", "node1",
                           "--handle", "script"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and out.stdout.strip().startswith("198.19.128."), out.stderr

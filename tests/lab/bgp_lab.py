@@ -10,11 +10,11 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from policy.bgp_resources import BGPConfiguration, BGPConfigurationSpec, BGPPeer, BGPPeerSpec
-from policy.ipam import IPAM
-from policy.pools import IPPool, IPPoolSpec
-from policy.resources import Metadata
-from policy.store import WriteMode
+from policy.model.bgp import BGPConfiguration, BGPConfigurationSpec, BGPPeer, BGPPeerSpec
+from policy.datastore.ipam import IPAM
+from policy.model.pools import IPPool, IPPoolSpec
+from policy.model.resources import Metadata
+from policy.datastore.store import WriteMode
 from tests.lab import netns
 from tests.lab.processes import Daemon, wait_for
 from tests.lab.topology import Lab, Node, Workload
@@ -190,7 +190,7 @@ class BgpLab(Lab):
         return self.add_workload(node, name, addresses=(ip, ipv6), attach=attach)
 
     def policyctl_text(self, *args: str) -> str:
-        return netns.run(sys.executable, "-m", "policy.cli", *self.etcd_flags(), *args).stdout
+        return netns.run(sys.executable, "-m", "policy.ctl.main", *self.etcd_flags(), *args).stdout
 
     def policyctl(self, *args: str):
         return json.loads(self.policyctl_text(*args))

@@ -44,7 +44,7 @@ spec:
 
 
 def _policyctl(lab: Lab, *args: str) -> str:
-    return subprocess.run([sys.executable, "-m", "policy.cli", *lab.etcd_flags(), *args], check=True,
+    return subprocess.run([sys.executable, "-m", "policy.ctl.main", *lab.etcd_flags(), *args], check=True,
                           capture_output=True, text=True).stdout
 
 
@@ -75,7 +75,7 @@ def run(keep: bool) -> int:
         manifest = lab.dir / "cluster.yaml"
         manifest.write_text(_manifest(lab))
         print(f"policyctl apply -f {manifest}")
-        subprocess.run([sys.executable, "-m", "policy.cli", *lab.etcd_flags(), "apply", "-f", str(manifest)], check=True)
+        subprocess.run([sys.executable, "-m", "policy.ctl.main", *lab.etcd_flags(), "apply", "-f", str(manifest)], check=True)
         revision = int(json.loads(lab.etcdctl("get", "/", "--prefix", "--keys-only", "-w", "json"))["header"]["revision"])
         for node in lab.nodes:
             lab.start_felix(node)
@@ -113,7 +113,7 @@ def run(keep: bool) -> int:
         if keep:
             _save(lab)
             print(f"\nleft running (KEEP=1). Try:\n  ip netns exec {lab.nodes['node1'].netns} ip route\n"
-                  f"  ip netns exec {ctl_namespace()} {sys.executable} -m policy.cli --etcd-endpoints {lab.etcd_url} get wep -A\n"
+                  f"  ip netns exec {ctl_namespace()} {sys.executable} -m policy.ctl.main --etcd-endpoints {lab.etcd_url} get wep -A\n"
                   "Remove it with: make demo-down")
         return 0 if ok else 1
     finally:

@@ -5,10 +5,10 @@ spread over two nodes; and a reachability matrix probed with real packets."""
 import json
 import subprocess
 
-from policy.documents import load_documents
-from policy.policies import GlobalNetworkPolicy, GlobalNetworkSet, NetworkPolicy, NetworkSet, Profile, Tier
-from policy.resources import EndpointPort, Metadata, Namespace, WorkloadEndpoint, WorkloadEndpointSpec
-from policy.store import Ref, WriteMode
+from policy.model.documents import load_documents
+from policy.model.policies import GlobalNetworkPolicy, GlobalNetworkSet, NetworkPolicy, NetworkSet, Profile, Tier
+from policy.model.resources import EndpointPort, Metadata, Namespace, WorkloadEndpoint, WorkloadEndpointSpec
+from policy.datastore.store import Ref, WriteMode
 from tests.lab import netns
 from tests.lab.processes import wait_for
 from tests.lab.topology import Lab, Workload

@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from felix.attach import attach_workload, detach_workload
-from policy.etcd import EtcdKV, EtcdSettings
-from policy.kinds import DEFAULT_NAMESPACE
-from policy.names import host_interface_name
-from policy.resources import Metadata, WorkloadEndpoint, WorkloadEndpointSpec
-from policy.store import ResourceStore
+from policy.datastore.etcd import EtcdKV, EtcdSettings
+from policy.model.kinds import DEFAULT_NAMESPACE
+from policy.model.names import host_interface_name
+from policy.model.resources import Metadata, WorkloadEndpoint, WorkloadEndpointSpec
+from policy.datastore.store import ResourceStore
 from tests.lab import netns
 from tests.lab.certs import make_certificates
 from tests.lab.processes import Daemon, wait_for

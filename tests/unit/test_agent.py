@@ -7,11 +7,12 @@ import pytest
 from felix.agent import Agent
 from felix.config import AgentConfig
 from felix.kernel import KernelRoute
-from policy.documents import parse_resource
-from policy.etcd import EtcdSettings
-from policy.resources import Metadata, WorkloadEndpoint, WorkloadEndpointSpec
-from policy.store import ResourceStore, WriteMode
+from policy.model.documents import parse_resource
+from policy.datastore.etcd import EtcdSettings
+from policy.model.resources import Metadata, WorkloadEndpoint, WorkloadEndpointSpec
+from policy.datastore.store import ResourceStore, WriteMode
 from tests.fakes import FakeKernel, FakeKV, FakeNft
+from policy.runtime.status import policy_status_key
 
 
 def wep(name, node="n1", interface="cxa", ips=("198.19.1.1",)):
@@ -161,5 +162,5 @@ def test_a_policy_the_kernel_refuses_fails_closed_and_is_reported(policy_world):
     wait_until(lambda: agent.status.programmed_revision >= revision)
     policy_chains = [rules for name, rules in nft.chains.items() if name.startswith("pol-in-")]
     assert policy_chains == [[[{"drop": None}]]]
-    status = json.loads(kv.get("/t/v1/status/n1/policies").value)
+    status = json.loads(kv.get(policy_status_key("/t", "n1")).value)
     assert list(status) == ["/t/v1/networkpolicies/default/allow"] and "refused" in status["/t/v1/networkpolicies/default/allow"]

@@ -7,17 +7,17 @@ import json
 import pytest
 from click.testing import CliRunner
 
-import policy.cli
+import policy.ctl.main
 from bgp.address import AddressError, HostView, choose, detect, register
 from bgp.config import BgpConfig
 from bgp.daemon import BgpDaemon
 from bgp.metrics import BgpMetrics
 from bgp.speaker import SpeakerControl
-from policy.etcd import EtcdSettings
-from policy.kv import Change
-from policy.node_status import bgp_status_key
-from policy.store import ResourceStore
-from policy.watch import SyncBatch
+from policy.datastore.etcd import EtcdSettings
+from policy.datastore.kv import Change
+from policy.runtime.status import bgp_status_key
+from policy.datastore.store import ResourceStore
+from policy.datastore.watch import SyncBatch
 from tests.fakes import FakeBgpKernel, FakeKV, FakeSpeakerProcess
 
 P = "/calyx/v1"
@@ -135,14 +135,14 @@ def test_policyctl_node_status_prints_sessions(rig, monkeypatch):
     rig.exabgp(learned("10.0.0.2", "10.244.1.0/26"))
     rig.now += 2
     rig.daemon.step(0)
-    monkeypatch.setattr(policy.cli, "EtcdKV", lambda settings: rig.kv)
-    monkeypatch.setattr("policy.node_cli.time.time", lambda: 5000.0 + rig.now + 30)
-    out = CliRunner().invoke(policy.cli.cli, ["node", "status", "n1"], catch_exceptions=False).output
+    monkeypatch.setattr(policy.ctl.main, "EtcdKV", lambda settings: rig.kv)
+    monkeypatch.setattr("policy.ctl.node.time.time", lambda: 5000.0 + rig.now + 30)
+    out = CliRunner().invoke(policy.ctl.main.cli, ["node", "status", "n1"], catch_exceptions=False).output
     lines = out.splitlines()
     assert "AS 64512" in lines[0] and "2 prefixes announced, 1 routes installed" in lines[0]
     assert lines[1].split() == ["PEER", "NAME", "AS", "STATE", "SINCE", "RECEIVED", "SENT"]
     assert lines[2].split() == ["10.0.0.2", "mesh:n2", "64512", "up", "32s", "1", "2"]
-    missing = CliRunner().invoke(policy.cli.cli, ["node", "status", "n9"])
+    missing = CliRunner().invoke(policy.ctl.main.cli, ["node", "status", "n9"])
     assert missing.exit_code == 1 and "no BGP status for node 'n9'" in missing.output
 
 

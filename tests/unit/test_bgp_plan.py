@@ -4,9 +4,9 @@
 import pytest
 
 from bgp.plan import BgpState, BlockFacts, PlanError, compute_plan, router_id
-from policy.bgp_resources import BGPConfiguration, BGPConfigurationSpec, BGPPeer, BGPPeerSpec, Community, PrefixAdvertisement
-from policy.pools import IPPool, IPPoolSpec
-from policy.resources import Metadata, Node, NodeBGPSpec, NodeSpec
+from policy.model.bgp import BGPConfiguration, BGPConfigurationSpec, BGPPeer, BGPPeerSpec, Community, PrefixAdvertisement
+from policy.model.pools import IPPool, IPPoolSpec
+from policy.model.resources import Metadata, Node, NodeBGPSpec, NodeSpec
 
 
 def node(name: str, v4: str | None, v6: str | None = None, labels=None, asn=None) -> Node:

@@ -1,6 +1,6 @@
 import pytest
 
-from policy.documents import DocumentError, load_documents
+from policy.model.documents import DocumentError, load_documents
 
 PEER = "apiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata: {name: tor}\nspec: {peerIP: 198.18.0.1, asNumber: 65001}\n"
 

@@ -1,8 +1,8 @@
 import pytest
 
-from policy.documents import DocumentError, load_documents
-from policy.names import host_interface_name
-from policy.resources import Namespace, Node, WorkloadEndpoint
+from policy.model.documents import DocumentError, load_documents
+from policy.model.names import host_interface_name
+from policy.model.resources import Namespace, Node, WorkloadEndpoint
 
 WEP = """
 apiVersion: {api}

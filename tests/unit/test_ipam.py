@@ -4,10 +4,10 @@ import threading
 import pytest
 from click.testing import CliRunner
 
-import policy.cli
-from policy.documents import parse_resource
-from policy.ipam import IPAM, IPAMError
-from policy.store import ResourceStore, WriteMode
+import policy.ctl.main
+from policy.model.documents import parse_resource
+from policy.datastore.ipam import IPAM, IPAMError
+from policy.datastore.store import ResourceStore, WriteMode
 from tests.fakes import FakeKV
 
 
@@ -39,8 +39,8 @@ def test_dual_stack_pools_allocate_and_show_side_by_side(kv, monkeypatch):
     assert manager.allocate("n1", "a") == "10.10.0.0"  # IPv4 first when no pool is named
     assert manager.allocate("n1", "a", pool="fd00:10::/120") == "fd00:10::"
     assert manager.allocate("n1", "b") == "10.10.0.1"
-    monkeypatch.setattr(policy.cli, "EtcdKV", lambda settings: kv)
-    out = CliRunner().invoke(policy.cli.cli, ["ipam", "show"], catch_exceptions=False).output
+    monkeypatch.setattr(policy.ctl.main, "EtcdKV", lambda settings: kv)
+    out = CliRunner().invoke(policy.ctl.main.cli, ["ipam", "show"], catch_exceptions=False).output
     assert out.index("10.10.0.0/26") < out.index("fd00:10::/122")
 
 
@@ -100,9 +100,9 @@ def test_concurrent_allocations_never_hand_out_one_address_twice(kv):
 
 
 def test_policyctl_ipam_commands(kv, monkeypatch):
-    monkeypatch.setattr(policy.cli, "EtcdKV", lambda settings: kv)
+    monkeypatch.setattr(policy.ctl.main, "EtcdKV", lambda settings: kv)
     ipam_with(kv, pool("10.60.0.0/24"))
-    run = lambda *args: CliRunner().invoke(policy.cli.cli, ["ipam", *args], catch_exceptions=False)  # noqa: E731
+    run = lambda *args: CliRunner().invoke(policy.ctl.main.cli, ["ipam", *args], catch_exceptions=False)  # noqa: E731
     result = run("allocate", "--node", "n1", "--handle", "script-1")
     assert result.exit_code == 0 and result.output.strip() == "10.60.0.0"
     assert "10.60.0.0/26         n1             1/64" in run("show").output
@@ -111,6 +111,6 @@ def test_policyctl_ipam_commands(kv, monkeypatch):
     assert run("release", "--handle", "script-1").output.strip() == "10.60.0.0 released"
     assert run("check").exit_code == 0
     assert run("release", "--ip", "10.60.0.9").exit_code == 1
-    bad = CliRunner().invoke(policy.cli.cli, ["apply", "-f", "-"], input="apiVersion: calyx.io/v1\nkind: IPPool\n"
+    bad = CliRunner().invoke(policy.ctl.main.cli, ["apply", "-f", "-"], input="apiVersion: calyx.io/v1\nkind: IPPool\n"
                              "metadata: {name: p}\nspec: {cidr: 10.0.0.0/24, blockSize: 20}\n")
     assert bad.exit_code == 1 and "spec: blockSize 20 must be between the pool's prefix length 24 and 32" in bad.output

@@ -6,8 +6,8 @@ from hypothesis import strategies as st
 
 from policy.compiler.labels import Item, LabelIndex
 from policy.compiler.ruleset import full_commands
-from policy.documents import parse_resource
-from policy.selector import parse_selector
+from policy.model.documents import parse_resource
+from policy.model.selector import parse_selector
 from tests.policy_model import compile_all, feed
 
 SELECTORS = ["all()", "app == 'a'", "app != 'b'", "has(role)", "role in {'x', 'y'}", "app == 'a' && !has(role)",

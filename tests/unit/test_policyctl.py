@@ -4,8 +4,9 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-import policy.cli
+import policy.ctl.main
 from tests.fakes import FakeKV
+from policy.runtime.status import policy_status_key
 
 NODE = "apiVersion: calyx.io/v1\nkind: Node\nmetadata: {name: n1}\nspec: {bgp: {asNumber: 64512, ipv4Address: 198.18.1.2/24}}\n"
 WEP = ("apiVersion: projectcalico.org/v3\nkind: WorkloadEndpoint\nmetadata: {name: w1, namespace: prod, labels: {app: web}}\n"
@@ -16,12 +17,12 @@ NS = "apiVersion: v1\nkind: Namespace\nmetadata: {name: prod}\n"
 @pytest.fixture
 def kv(monkeypatch):
     fake = FakeKV()
-    monkeypatch.setattr(policy.cli, "EtcdKV", lambda settings: fake)
+    monkeypatch.setattr(policy.ctl.main, "EtcdKV", lambda settings: fake)
     return fake
 
 
 def ctl(*args, input=None):
-    return CliRunner().invoke(policy.cli.cli, list(args), input=input, catch_exceptions=False)
+    return CliRunner().invoke(policy.ctl.main.cli, list(args), input=input, catch_exceptions=False)
 
 
 def test_apply_get_delete_round_trip_of_every_kind(kv, tmp_path):
@@ -114,7 +115,7 @@ spec: {tier: security, order: 10, selector: "app == 'bad'", ingress: [{action: D
 
 
 def test_validate_needs_no_datastore_and_names_the_bad_field(tmp_path, monkeypatch):
-    monkeypatch.setattr(policy.cli, "EtcdKV", lambda settings: pytest.fail("validate must not open etcd"))
+    monkeypatch.setattr(policy.ctl.main, "EtcdKV", lambda settings: pytest.fail("validate must not open etcd"))
     good = tmp_path / "good.yaml"
     good.write_text(POLICY)
     assert ctl("validate", "-f", str(good)).output.strip() == "3 resources valid"
@@ -154,7 +155,7 @@ def test_wide_policy_listing_shows_order_tier_selector_rule_counts_and_status(kv
     path = tmp_path / "p.yaml"
     path.write_text(POLICY)
     ctl("apply", "-f", str(path))
-    kv.put("/calyx/v1/status/n1/policies", json.dumps({"/calyx/v1/globalnetworkpolicies/security.deny-bad": "boom"}).encode())
+    kv.put(policy_status_key("/calyx", "n1"), json.dumps({"/calyx/v1/globalnetworkpolicies/security.deny-bad": "boom"}).encode())
     lines = ctl("get", "gnp", "-o", "wide").output.splitlines()
     assert lines[0].split() == ["NAME", "TIER", "ORDER", "SELECTOR", "TYPES", "INGRESS", "EGRESS", "STATUS"]
     assert lines[1].split()[:3] == ["security.deny-bad", "security", "10"] and lines[1].endswith("n1: boom")
@@ -163,8 +164,8 @@ def test_wide_policy_listing_shows_order_tier_selector_rule_counts_and_status(kv
 
 
 def test_every_kind_has_a_table(kv, tmp_path):
-    from policy.kinds import KINDS
-    from policy.output import COLUMNS
+    from policy.model.kinds import KINDS
+    from policy.ctl.output import COLUMNS
     assert set(KINDS.values()) == set(COLUMNS)
     path = tmp_path / "peer.yaml"
     path.write_text("apiVersion: calyx.io/v1\nkind: BGPPeer\nmetadata: {name: tor}\nspec: {peerIP: 198.18.0.1, asNumber: 65001}\n")

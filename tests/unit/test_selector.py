@@ -1,6 +1,6 @@
 import pytest
 
-from policy.selector import SelectorError, parse_selector
+from policy.model.selector import SelectorError, parse_selector
 
 LABELS = {"app": "web", "tier": "frontend", "env": "prod-eu", "k8s.io/name": "x"}
 

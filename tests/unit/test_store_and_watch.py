@@ -3,10 +3,10 @@ import time
 
 import pytest
 
-from policy.kv import Conflict
-from policy.resources import Metadata, Node, WorkloadEndpoint, WorkloadEndpointSpec
-from policy.store import NotFound, Ref, ResourceStore, WriteMode, decode
-from policy.watch import Backoff, Syncer, WatchGuard
+from policy.datastore.kv import Conflict
+from policy.model.resources import Metadata, Node, WorkloadEndpoint, WorkloadEndpointSpec
+from policy.datastore.store import NotFound, Ref, ResourceStore, WriteMode, decode
+from policy.datastore.watch import Backoff, Syncer, WatchGuard
 from tests.fakes import FakeKV
 
 

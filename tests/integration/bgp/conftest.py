@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from policy.store import WriteMode
+from policy.datastore.store import WriteMode
 from tests.lab.bgp_lab import BgpLab
 from tests.lab.processes import wait_for
 from tests.lab.traffic import PROBE, start_echo_servers

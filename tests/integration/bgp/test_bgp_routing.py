@@ -3,7 +3,7 @@ by BGP only: through a BIRD route reflector, and through a node-to-node mesh."""
 
 import ipaddress
 
-from policy.ipam import IPAM
+from policy.datastore.ipam import IPAM
 from tests.integration.bgp.conftest import unreachable
 from tests.lab import netns
 from tests.lab.bgp_lab import node_address

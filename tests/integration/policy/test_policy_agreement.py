@@ -4,11 +4,12 @@ pure reference evaluator, pair by pair (tcp/80 and udp/81, 81 pairs each)."""
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from policy.documents import parse_resource
-from policy.resources import Namespace
-from policy.store import WriteMode
+from policy.model.documents import parse_resource
+from policy.model.resources import Namespace
+from policy.datastore.store import WriteMode
 from tests.lab.netpol import pod_names
 from tests.policy_reference import Packet, Reference
+from policy.runtime.status import policy_status_key
 
 SELECTORS = ["pod == 'a'", "pod in {'a', 'b'}", "all()", "pod != 'c'", "has(pod)"]
 PEERS = [{}, {"selector": "pod == 'b'"}, {"namespaceSelector": "ns == 'y'"}, {"nets": ["198.19.1.0/24"]},
@@ -46,7 +47,7 @@ def test_kernel_verdicts_agree_with_the_reference_evaluator(netpol, generated, t
                       "spec": {"order": 10, "defaultAction": tier_default}})
     resources = [parse_resource(d) for d in documents]
     netpol.wait(netpol.lab.store.write(resources, WriteMode.APPLY))
-    assert netpol.lab.kv.get(f"{netpol.lab.prefix}/v1/status/node1/policies") is None  # nothing failed to compile
+    assert netpol.lab.kv.get(policy_status_key(netpol.lab.prefix, "node1")) is None  # nothing failed to compile
     endpoints = {name: netpol.endpoint(name) for name in pod_names()}
     namespaces = netpol.lab.store.list(Namespace)[0]
     reference = Reference(resources + list(endpoints.values()) + namespaces)

@@ -3,7 +3,7 @@ while felix is dead and while it rebuilds; a change made meanwhile is applied af
 
 import subprocess
 
-from policy.store import WriteMode
+from policy.datastore.store import WriteMode
 from tests.lab.netpol import Reachability
 from tests.lab.traffic import PROBE
 from tests.policy_model import docs

@@ -5,8 +5,8 @@ from collections import Counter
 
 import click
 
-from policy.cli_errors import run_datastore as _run
-from policy.ipam import IPAM
+from policy.ctl.errors import run_datastore as _run
+from policy.datastore.ipam import IPAM
 
 
 def _ipam(ctx) -> IPAM:

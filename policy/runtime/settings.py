@@ -5,8 +5,8 @@ import socket
 
 import click
 
-from policy.etcd import EtcdSettings
-from policy.kinds import DEFAULT_PREFIX
+from policy.datastore.etcd import EtcdSettings
+from policy.datastore.keys import DEFAULT_PREFIX
 
 ETCD_OPTIONS = [
     click.option("--etcd-endpoints", envvar="ETCD_ENDPOINTS", default="http://127.0.0.1:2379", show_default=True,

@@ -4,10 +4,10 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from policy.base import Model
-from policy.fields import IPNetwork, LabelKey, LabelValue, ResourceName
-from policy.resources import Resource
-from policy.rules import Rule, SelectorText
+from policy.model.base import Model
+from policy.model.fields import IPNetwork, LabelKey, LabelValue, ResourceName
+from policy.model.resources import Resource
+from policy.model.rules import Rule, SelectorText
 
 DEFAULT_TIER = "default"
 PolicyType = Literal["Ingress", "Egress"]

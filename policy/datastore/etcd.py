@@ -15,7 +15,7 @@ import grpc
 from etcd3 import etcdrpc
 from etcd3.utils import increment_last_byte
 
-from policy.kv import ABSENT, ANY, PRESENT, Change, Compacted, Conflict, KeyValue, KVError, Unavailable, Write
+from policy.datastore.kv import ABSENT, ANY, PRESENT, Change, Compacted, Conflict, KeyValue, KVError, Unavailable, Write
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator
 
-from policy.fields import (
+from policy.model.fields import (
     ASNumber,
     InterfaceName,
     IPAddress,
@@ -17,7 +17,7 @@ from policy.fields import (
     PortNumber,
     ResourceName,
 )
-from policy.base import Model
+from policy.model.base import Model
 
 API_VERSION = "calyx.io/v1"
 CALICO_API_VERSION = "projectcalico.org/v3"

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from threading import Event
 
-from policy.kv import KV, Change, Compacted, KVError
+from policy.datastore.kv import KV, Change, Compacted, KVError
 
 log = logging.getLogger(__name__)
 

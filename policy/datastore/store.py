@@ -7,10 +7,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 
-from policy.documents import DocumentError, Problem, parse_resource
-from policy.kinds import DEFAULT_PREFIX, key_of, kind_prefix, parse_key, resource_key
-from policy.kv import ABSENT, ANY, KV, PRESENT, Conflict, KVError, Write
-from policy.resources import Resource
+from policy.model.documents import DocumentError, Problem, parse_resource
+from policy.datastore.keys import DEFAULT_PREFIX, key_of, kind_prefix, parse_key, resource_key
+from policy.datastore.kv import ABSENT, ANY, KV, PRESENT, Conflict, KVError, Write
+from policy.model.resources import Resource
 
 # etcd refuses transactions of more than 128 operations by default (--max-txn-ops).
 MAX_TXN_OPS = 128

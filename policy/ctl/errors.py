@@ -2,9 +2,9 @@
 
 import click
 
-from policy.ipam import IPAMError
-from policy.kv import Conflict, KVError, Unavailable
-from policy.store import NotFound
+from policy.datastore.ipam import IPAMError
+from policy.datastore.kv import Conflict, KVError, Unavailable
+from policy.datastore.store import NotFound
 
 
 def run_datastore(action):

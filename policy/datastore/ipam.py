@@ -15,12 +15,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from policy.kinds import kind_prefix
-from policy.kv import ABSENT, KV, Conflict, KVError, Write
-from policy.pools import IPPool
-from policy.resources import Node, WorkloadEndpoint
-from policy.selector import parse_selector
-from policy.store import ResourceStore, decode
+from policy.datastore.keys import ipam_block_key, ipam_blocks_prefix, ipam_handle_key, ipam_handles_prefix, kind_prefix
+from policy.datastore.kv import ABSENT, KV, Conflict, KVError, Write
+from policy.model.pools import IPPool
+from policy.model.resources import Node, WorkloadEndpoint
+from policy.model.selector import parse_selector
+from policy.datastore.store import ResourceStore, decode
 
 MAX_ATTEMPTS = 50
 
@@ -77,15 +77,15 @@ class IPAM:
 
     # -- keys -----------------------------------------------------------------------------
     def _block_key(self, cidr: str) -> str:
-        return f"{self.prefix}/v1/ipam/blocks/{cidr.replace('/', '-')}"
+        return ipam_block_key(self.prefix, cidr)
 
     def _handle_key(self, handle: str) -> str:
-        return f"{self.prefix}/v1/ipam/handles/{handle}"
+        return ipam_handle_key(self.prefix, handle)
 
     # -- reading --------------------------------------------------------------------------
     def blocks(self) -> list[Block]:
         blocks = []
-        for page, _ in self.kv.pages(f"{self.prefix}/v1/ipam/blocks/"):
+        for page, _ in self.kv.pages(ipam_blocks_prefix(self.prefix)):
             for item in page:
                 data = json.loads(item.value)
                 blocks.append(Block(data["cidr"], data["pool"], data["affinity"],
@@ -100,7 +100,7 @@ class IPAM:
 
     def handles(self) -> dict[str, Handle]:
         found = {}
-        for page, _ in self.kv.pages(f"{self.prefix}/v1/ipam/handles/"):
+        for page, _ in self.kv.pages(ipam_handles_prefix(self.prefix)):
             for item in page:
                 data = json.loads(item.value)
                 found[data["handle"]] = Handle(data["handle"], data["addresses"], item.mod_revision)

@@ -8,10 +8,10 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from policy.base import Model
-from policy.fields import ASNumber, IPAddress, IPNetwork, ResourceName
-from policy.resources import Resource
-from policy.rules import SelectorText
+from policy.model.base import Model
+from policy.model.fields import ASNumber, IPAddress, IPNetwork, ResourceName
+from policy.model.resources import Resource
+from policy.model.rules import SelectorText
 
 DEFAULT_AS_NUMBER = 64512
 _COMMUNITY = r"^(\d{1,5}:\d{1,5}|\d{1,10}:\d{1,10}:\d{1,10})$"

@@ -5,10 +5,10 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from policy.base import Model
-from policy.fields import IPNetwork
-from policy.resources import Resource
-from policy.rules import SelectorText
+from policy.model.base import Model
+from policy.model.fields import IPNetwork
+from policy.model.resources import Resource
+from policy.model.rules import SelectorText
 
 DEFAULT_BLOCK_SIZE = {4: 26, 6: 122}
 

@@ -6,9 +6,9 @@ from typing import Any
 import pydantic
 import yaml
 
-from policy.kinds import DEFAULT_NAMESPACE, KINDS
-from policy.kubernetes import KUBERNETES_NETWORKING_API_VERSION, KubernetesNetworkPolicy, convert
-from policy.resources import API_VERSION, CALICO_API_VERSION, NAMESPACE_NAME_LABEL, Resource
+from policy.model.kinds import DEFAULT_NAMESPACE, KINDS
+from policy.model.kubernetes import KUBERNETES_NETWORKING_API_VERSION, KubernetesNetworkPolicy, convert
+from policy.model.resources import API_VERSION, CALICO_API_VERSION, NAMESPACE_NAME_LABEL, Resource
 
 KUBERNETES_CORE_API_VERSION = "v1"
 

@@ -8,9 +8,9 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from policy.base import Model
-from policy.fields import IPNetwork, LabelKey, LabelValue, ResourceName
-from policy.rules import Port
+from policy.model.base import Model
+from policy.model.fields import IPNetwork, LabelKey, LabelValue, ResourceName
+from policy.model.rules import Port
 
 KUBERNETES_NETWORKING_API_VERSION = "networking.k8s.io/v1"
 NAME_PREFIX = "knp.default."

@@ -4,10 +4,10 @@ import json
 
 import yaml
 
-from policy.bgp_resources import BGPConfiguration, BGPPeer
-from policy.pools import IPPool
-from policy.policies import GlobalNetworkPolicy, GlobalNetworkSet, NetworkPolicy, NetworkSet, Profile, Tier
-from policy.resources import Namespace, Node, Resource, WorkloadEndpoint
+from policy.model.bgp import BGPConfiguration, BGPPeer
+from policy.model.pools import IPPool
+from policy.model.policies import GlobalNetworkPolicy, GlobalNetworkSet, NetworkPolicy, NetworkSet, Profile, Tier
+from policy.model.resources import Namespace, Node, Resource, WorkloadEndpoint
 
 
 def _labels(resource: Resource) -> str:

@@ -7,8 +7,8 @@ import time
 import click
 import yaml
 
-from policy.cli_errors import run_datastore as _run
-from policy.node_status import bgp_status_key, uptime
+from policy.ctl.errors import run_datastore as _run
+from policy.runtime.status import bgp_status_key, uptime
 
 STALE_AFTER = 60.0  # calyx-bgp republishes at least this often while it runs
 

@@ -8,17 +8,18 @@ from pathlib import Path
 import click
 import yaml
 
-from policy.documents import DocumentError, load_documents
-from policy.cli_errors import run_datastore as _run
-from policy.etcd import EtcdKV
-from policy.ipam_cli import ipam
-from policy.node_cli import node
-from policy.kinds import DEFAULT_NAMESPACE, UnknownKind, key_of, resolve_kind
-from policy.output import render, to_document
-from policy.policies import GlobalNetworkPolicy, NetworkPolicy
-from policy.resources import Resource
-from policy.settings import etcd_options, etcd_settings
-from policy.store import NotFound, Ref, ResourceStore, WriteMode
+from policy.model.documents import DocumentError, load_documents
+from policy.ctl.errors import run_datastore as _run
+from policy.datastore.etcd import EtcdKV
+from policy.ctl.ipam import ipam
+from policy.ctl.node import node
+from policy.datastore.keys import key_of, parse_status_key, status_root
+from policy.model.kinds import DEFAULT_NAMESPACE, UnknownKind, resolve_kind
+from policy.ctl.output import render, to_document
+from policy.model.policies import GlobalNetworkPolicy, NetworkPolicy
+from policy.model.resources import Resource
+from policy.runtime.settings import etcd_options, etcd_settings
+from policy.datastore.store import NotFound, Ref, ResourceStore, WriteMode
 
 _DOCUMENT_SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -180,11 +181,11 @@ def diff(ctx: Context, paths, namespace):
 def _policy_status(store: ResourceStore) -> dict[str, str]:
     """Policy key -> 'node: reason' for every policy some node compiles as drop-all."""
     failures: dict[str, list[str]] = {}
-    for page, _ in store.kv.pages(f"{store.prefix.rstrip('/')}/v1/status/"):
+    for page, _ in store.kv.pages(status_root(store.prefix)):
         for item in page:
-            if not item.key.endswith("/policies"):
+            node, topic = parse_status_key(store.prefix, item.key) or ("", "")
+            if topic != "policies":
                 continue
-            node = item.key.split("/")[-2]
             try:
                 reasons = json.loads(item.value)
             except ValueError:
