@@ -21,8 +21,8 @@ from bgp.speaker import SpeakerControl
 from policy.model.bgp import BGPConfiguration, BGPPeer
 from policy.model.documents import DocumentError
 from policy.datastore.keys import parse_key
-from policy.datastore.kv import ANY, KV, KVError, Write
-from policy.runtime.status import bgp_status_key
+from policy.datastore.kv import KV
+from policy.runtime.status import StatusWriter, bgp_status_key
 from policy.model.pools import IPPool
 from policy.model.resources import Node, WorkloadEndpoint
 from policy.datastore.store import decode
@@ -53,7 +53,7 @@ class BgpDaemon:
         self.plan: Plan | None = None
         self.plan_error: str | None = None
         self.last_tick = clock()
-        self._published: dict | None = None
+        self._status = StatusWriter(kv, bgp_status_key(config.etcd_prefix, config.node_name))
         self._published_at = 0.0
         self._next_route_retry = 0.0
         self._next_refresh = 0.0
@@ -223,15 +223,11 @@ class BgpDaemon:
                   "exabgp": {"running": speaker.running, "restarts": max(0, speaker.starts - 1)},
                   "announced": len(speaker.announced), "installed": len(self._routes.learned), "sessions": sessions}
         self._update_metrics(status)
-        if status == self._published and now - self._published_at < STATUS_REFRESH:
+        if not self._status.due(status) and now - self._published_at < STATUS_REFRESH:
             return
-        try:
-            value = json.dumps(dict(status, updated=self._wall()), sort_keys=True).encode()
-            self._kv.commit([Write(bgp_status_key(self.config.etcd_prefix, self.config.node_name), value, ANY)])
-        except KVError as exc:
-            log.warning("could not publish BGP status (will retry): %s", exc)
-            return
-        self._published, self._published_at = status, now
+        value = json.dumps(dict(status, updated=self._wall()), sort_keys=True).encode()
+        if self._status.write(status, value):
+            self._published_at = now
 
     def _update_metrics(self, status: dict) -> None:
         m = self.metrics

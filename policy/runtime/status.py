@@ -15,6 +15,7 @@ from policy.datastore.keys import status_key
 from policy.datastore.kv import ANY, KV, KVError, Write
 
 log = logging.getLogger(__name__)
+_NOTHING = object()  # nothing written yet: the first value is always due
 
 
 def bgp_status_key(prefix: str, node: str) -> str:
@@ -48,8 +49,6 @@ class StatusWriter:
         self.written = value
         return True
 
-
-_NOTHING = object()
 
 
 def uptime(seconds: float) -> str:
