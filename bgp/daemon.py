@@ -1,13 +1,12 @@
 """calyx-bgp's pipeline: etcd watch and ExaBGP messages -> state and learned RIB -> the plan
 (pure) -> drivers: ExaBGP's configuration and announcements, and the kernel's routes.
 
-One thread (run) owns all state; the etcd watch and ExaBGP's reader thread only enqueue.
+It runs in the shared DaemonLoop (policy/runtime/loop.py): the etcd watch and ExaBGP's reader
+thread only enqueue; the loop's thread owns all state, and no message can end it.
 Nothing is announced or written to the kernel before the first complete list from etcd."""
 
-import ipaddress
 import json
 import logging
-import queue
 import threading
 import time
 
@@ -18,15 +17,16 @@ from bgp.plan import BgpState, BlockFacts, Plan, PlanError, compute_plan
 from bgp.rib import LearnedRib
 from bgp.routes import BgpKernel, RouteDriver
 from bgp.speaker import SpeakerControl
-from policy.model.bgp import BGPConfiguration, BGPPeer
-from policy.model.documents import DocumentError
-from policy.datastore.keys import parse_key
+from policy.datastore.ipam import Block
+from policy.datastore.keys import resources_root
 from policy.datastore.kv import KV
-from policy.runtime.status import StatusWriter, bgp_status_key
+from policy.datastore.watch import Backoff, SyncBatch, Syncer
+from policy.model.bgp import BGPConfiguration, BGPPeer
 from policy.model.pools import IPPool
 from policy.model.resources import Node, WorkloadEndpoint
-from policy.datastore.store import decode
-from policy.datastore.watch import Backoff, SyncBatch, Syncer
+from policy.runtime.intake import BadData, Intake, Update
+from policy.runtime.loop import DaemonLoop
+from policy.runtime.status import StatusWriter, bgp_status_key
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,10 @@ TICK = 1.0
 STATUS_INTERVAL = 1.0  # at most this often, and at least every STATUS_REFRESH
 STATUS_REFRESH = 30.0
 ROUTE_RETRY = 2.0
+
+
+# Every kind keeps its last good version: a bad update must not end a session or withdraw a prefix.
+INTAKE_RULES = {kind: BadData.KEEP_LAST for kind in (Node, BGPConfiguration, BGPPeer, IPPool, WorkloadEndpoint, Block)}
 
 
 class BgpDaemon:
@@ -46,13 +50,11 @@ class BgpDaemon:
         self._state = BgpState()
         self._tables = {Node: self._state.nodes, BGPConfiguration: self._state.configurations,
                         BGPPeer: self._state.peers, IPPool: self._state.pools}
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._prefix = f"{config.etcd_prefix.rstrip('/')}/v1/"
-        self._blocks_prefix = f"{self._prefix}ipam/blocks/"
+        self.loop = DaemonLoop(on_error=lambda stage: metrics.unexpected_errors.labels(stage).inc(), clock=clock)
+        self._intake = Intake(config.etcd_prefix, INTAKE_RULES, lambda kind: metrics.bad_resources.labels(kind).inc())
         self._complete = False
         self.plan: Plan | None = None
         self.plan_error: str | None = None
-        self.last_tick = clock()
         self._status = StatusWriter(kv, bgp_status_key(config.etcd_prefix, config.node_name))
         self._published_at = 0.0
         self._next_route_retry = 0.0
@@ -60,13 +62,13 @@ class BgpDaemon:
 
     # -- what other threads call ------------------------------------------------------------
     def on_batch(self, batch: SyncBatch) -> None:
-        self._queue.put(("batch", batch))
+        self.loop.put(("batch", batch))
 
     def on_exabgp_message(self, message: dict) -> None:
-        self._queue.put(("message", message))
+        self.loop.put(("message", message))
 
     def on_exabgp_gone(self) -> None:
-        self._queue.put(("gone", None))
+        self.loop.put(("gone", None))
 
     def ready(self) -> tuple[bool, dict]:
         running = self._speaker.running
@@ -74,53 +76,51 @@ class BgpDaemon:
         return self._complete and self.plan is not None and running, body
 
     # -- the loop ---------------------------------------------------------------------------
-    def run(self, stop: threading.Event) -> None:
-        syncer = Syncer(self._kv, self._prefix, self.on_batch, stop,
+    def run(self, stop: threading.Event | None = None) -> None:
+        """Run until stop is set (or loop.stop() is called); ExaBGP is stopped on the way out."""
+        if stop is not None:
+            self.loop.stop_event = stop
+        syncer = Syncer(self._kv, resources_root(self.config.etcd_prefix), self.on_batch, self.loop.stop_event,
                         Backoff(maximum=self.config.etcd_backoff_max),
                         on_resync=lambda reason: self.metrics.resyncs.labels(reason).inc())
         self.start()
-        watcher = threading.Thread(target=syncer.run, name="etcd-watch", daemon=True)
-        watcher.start()
+        self.loop.start_worker("etcd-watch", syncer.run)
         try:
-            while not stop.is_set():
-                self.step(self._wait_time())
+            self.loop.run(self)
         finally:
+            self.loop.stop_event.set()
             self._speaker.stop()
-            watcher.join(timeout=5)
+            self.loop.join()
 
     def start(self) -> None:
         """Read the kernel once: routes a previous run installed are kept through graceful restart."""
         self._rib.adopt(self._routes.resync(), self._clock(), self.config.graceful_restart_time)
         self._next_refresh = self._clock() + self.config.route_refresh_interval
 
-    def _wait_time(self) -> float:
+    def step(self, timeout: float) -> None:
+        """One turn of the loop: take what is queued (waiting up to timeout for the first item), reconcile."""
+        self.loop.turn(self, timeout)
+
+    def wait_time(self) -> float:
         now = self._clock()
         deadlines = [d for d in (self._speaker.next_deadline(), self._rib.expire(now),
                                  self._next_route_retry or None) if d]
         return max(0.0, min([now + TICK, *deadlines]) - now)
 
-    def step(self, timeout: float) -> None:
-        """Take what is queued (waiting up to timeout for the first item), then reconcile."""
-        self.last_tick = self._clock()
-        try:
-            item = self._queue.get(timeout=timeout)
-            while True:
-                self._take(*item)
-                item = self._queue.get_nowait()
-        except queue.Empty:
-            pass
-        if self._complete:
-            self._reconcile()
-
-    def _take(self, kind: str, payload) -> None:
+    def handle(self, item: object) -> None:
+        kind, payload = item  # type: ignore[misc] (what on_batch, on_exabgp_message and on_exabgp_gone put)
         if kind == "batch":
-            for change in payload.changes:
-                self._apply_change(change.key, change.value, change.mod_revision)
+            for update in self._intake.updates(payload.changes):
+                self._apply(update)
             self._complete = self._complete or payload.complete
         elif kind == "message":
             apply_message(payload, self._rib, self._speaker.sessions, self._clock(), self._wall())
         elif kind == "gone":
             self._speaker_lost()
+
+    def reconcile(self) -> None:
+        if self._complete:
+            self._reconcile()
 
     def _speaker_lost(self, replaced: bool = False) -> None:
         """Every session ends with ExaBGP: peers that offered graceful restart keep their routes."""
@@ -128,47 +128,22 @@ class BgpDaemon:
             self._rib.session_down(peer, self._clock())
         self._speaker.lost(self._clock(), replaced)
 
-    def _apply_change(self, key: str, value: bytes | None, revision: int) -> None:
-        if key.startswith(self._blocks_prefix):
-            self._apply_block(key, value)
-            return
-        try:
-            model, namespace, name = parse_key(self.config.etcd_prefix, key)
-        except ValueError:
-            return  # status and other keys that are not resources
-        tables = self._tables
-        if model not in tables and model is not WorkloadEndpoint:
-            return
-        resource = None
-        if value is not None:
-            try:
-                resource = decode(self.config.etcd_prefix, key, value, revision)
-            except DocumentError as exc:
-                self.metrics.bad_resources.labels(model.__name__).inc()
-                log.warning("skipping bad %s in etcd (the last good one stays): %s", model.__name__, exc)
-                return
-        if model is WorkloadEndpoint:
-            local = resource is not None and resource.spec.node == self.config.node_name
-            if local:
-                self._state.local_addresses[key] = frozenset(resource.spec.ipNetworks)
+    def _apply(self, update: Update) -> None:
+        kind, value = update.kind, update.value
+        if kind is Block:
+            if value is None:
+                self._state.blocks.pop(update.key, None)
             else:
-                self._state.local_addresses.pop(key, None)
-        elif resource is None:
-            tables[model].pop(name, None)
+                self._state.blocks[update.key] = BlockFacts(value.cidr, value.pool, value.affinity)
+        elif kind is WorkloadEndpoint:
+            if value is not None and value.spec.node == self.config.node_name:
+                self._state.local_addresses[update.key] = frozenset(value.spec.ipNetworks)
+            else:
+                self._state.local_addresses.pop(update.key, None)
+        elif value is None:
+            self._tables[kind].pop(update.name, None)
         else:
-            tables[model][name] = resource
-
-    def _apply_block(self, key: str, value: bytes | None) -> None:
-        if value is None:
-            self._state.blocks.pop(key, None)
-            return
-        try:
-            data = json.loads(value)
-            ipaddress.ip_network(data["cidr"])
-            self._state.blocks[key] = BlockFacts(data["cidr"], data["pool"], data.get("affinity"))
-        except (ValueError, KeyError, TypeError) as exc:
-            self.metrics.bad_resources.labels("IPAMBlock").inc()
-            log.warning("skipping bad IPAM block %s: %s", key, exc)
+            self._tables[kind][update.name] = value
 
     # -- reconcile --------------------------------------------------------------------------
     def _reconcile(self) -> None:

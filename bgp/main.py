@@ -61,8 +61,15 @@ def cli(log_level, etcd_prefix, **options):
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     stop = threading.Event()
+    daemon: BgpDaemon | None = None
+
+    def on_signal(*_) -> None:
+        stop.set()
+        if daemon is not None:
+            daemon.loop.stop()  # wakes the loop at once
+
     for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+        signal.signal(signum, on_signal)
     routes = NetlinkRoutes()
     try:
         try:
@@ -71,7 +78,6 @@ def cli(log_level, etcd_prefix, **options):
         except AddressError as exc:
             raise click.ClickException(str(exc)) from None
         metrics = BgpMetrics()
-        daemon = None
         process = ExaBGPProcess(config.run_dir, config.exabgp_path, lambda m: daemon.on_exabgp_message(m),
                                 lambda: daemon.on_exabgp_gone())
         speaker = SpeakerControl(process, config.graceful_restart_time, config.hold_time, metrics, dict(os.environ))
@@ -79,8 +85,7 @@ def cli(log_level, etcd_prefix, **options):
         server = None
         if config.health_port:
             server = httpd.serve(config.health_host, config.health_port,
-                                 {"/livez": httpd.liveness(lambda: daemon.last_tick), "/readyz": daemon.ready},
-                                 metrics.registry)
+                                 {"/livez": daemon.loop.liveness, "/readyz": daemon.ready}, metrics.registry)
         log.info("calyx-bgp starting on node %s, etcd %s, prefix %s", config.node_name, ",".join(config.etcd.endpoints),
                  config.etcd_prefix)
         try:

@@ -1,5 +1,6 @@
 """ExaBGP's JSON messages, turned into changes of the learned RIB and the session table."""
 
+import ipaddress
 import logging
 from dataclasses import dataclass
 
@@ -58,10 +59,31 @@ def _apply_update(peer: str, message: dict, rib: LearnedRib, now: float) -> bool
             continue
         for nexthop, entries in by_nexthop.items():
             hop = nexthop.split(",")[0].strip()  # an IPv6 global next hop may come with its link-local
+            if _address(hop) is None:
+                log.warning("ignoring routes from %s via next hop %r: not an address", peer, hop)
+                continue
             for entry in entries:
-                rib.announce(peer, entry["nlri"], hop)
+                if (prefix := _network(entry["nlri"])) is not None:
+                    rib.announce(peer, prefix, hop)
     for family, entries in update.get("withdraw", {}).items():
         if family.endswith(" unicast"):
             for entry in entries:
-                rib.withdraw(peer, entry["nlri"])
+                if (prefix := _network(entry["nlri"])) is not None:
+                    rib.withdraw(peer, prefix)
     return True
+
+
+def _address(text: str) -> str | None:
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return None
+
+
+def _network(text: object) -> str | None:
+    """The prefix ExaBGP reported, or None (logged) when it is not one: it must never reach the kernel."""
+    try:
+        return str(ipaddress.ip_network(str(text)))
+    except ValueError:
+        log.warning("ignoring a route for %r: not a prefix", text)
+        return None

@@ -18,4 +18,6 @@ class BgpMetrics:
         self.command_errors = Counter("calyx_bgp_command_errors", "ExaBGP API commands refused or unanswered", registry=r)
         self.route_errors = Counter("calyx_bgp_route_errors", "kernel route writes refused", registry=r)
         self.bad_resources = Counter("calyx_bgp_bad_resources", "invalid entries found in etcd and skipped", ["kind"], registry=r)
+        self.unexpected_errors = Counter("calyx_bgp_unexpected_errors", "errors caught by the loop's boundary and retried",
+                                         ["stage"], registry=r)
         self.resyncs = Counter("calyx_bgp_etcd_resyncs", "re-lists of etcd", ["reason"], registry=r)

@@ -2,11 +2,12 @@
 the nftables driver, then the route driver (policy first, so a new route never carries traffic
 its policy has not seen).
 
-One thread (run) owns all state; the watch and link threads only enqueue.  Nothing is written
-to the kernel before the first complete list; after it, strays of ours are swept."""
+It runs in the shared DaemonLoop (policy/runtime/loop.py): the watch and link threads only
+enqueue; the loop's thread owns all state. Nothing is written to the kernel before the first
+complete list; after it, strays of ours are swept."""
 
+import contextlib
 import logging
-import queue
 import threading
 import time
 
@@ -20,20 +21,26 @@ from felix.nft import Nft, NftError
 from felix.policy_driver import PolicyDriver
 from felix.routes import RouteDriver
 from policy.compiler.compiler import PolicyCompiler
-from policy.model.documents import DocumentError
-from policy.datastore.keys import parse_key
+from policy.datastore.keys import resources_root
 from policy.datastore.kv import KV
+from policy.datastore.watch import Backoff, SyncBatch, Syncer
 from policy.model.policies import GlobalNetworkPolicy, GlobalNetworkSet, NetworkPolicy, NetworkSet, Profile, Tier
 from policy.model.resources import Namespace, WorkloadEndpoint
-from policy.datastore.store import decode
+from policy.runtime.intake import BadData, Intake, Update
+from policy.runtime.loop import RETRY_INTERVAL, DaemonLoop
 from policy.runtime.status import StatusWriter, policy_status_key
-from policy.datastore.watch import Backoff, SyncBatch, Syncer
 
 log = logging.getLogger(__name__)
 
-RETRY_INTERVAL = 1.0
 LINK_SUBSCRIBE_TIMEOUT = 10.0
 _LINKS_LOST = object()
+
+# A bad WorkloadEndpoint carries nothing; a bad policy, set, namespace, tier or profile keeps
+# its last good version (dropping it would open traffic).
+INTAKE_RULES = {WorkloadEndpoint: BadData.ABSENT, NetworkPolicy: BadData.KEEP_LAST,
+                GlobalNetworkPolicy: BadData.KEEP_LAST, NetworkSet: BadData.KEEP_LAST,
+                GlobalNetworkSet: BadData.KEEP_LAST, Namespace: BadData.KEEP_LAST, Tier: BadData.KEEP_LAST,
+                Profile: BadData.KEEP_LAST}
 
 
 class Agent:
@@ -41,7 +48,8 @@ class Agent:
         self.config, self._kv, self._kernel = config, kv, kernel
         self.metrics = metrics or AgentMetrics()
         self.status = Status()
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.loop = DaemonLoop(on_error=lambda stage: self.metrics.unexpected_errors.labels(stage).inc())
+        self._intake = Intake(config.etcd_prefix, INTAKE_RULES, lambda kind: self.metrics.bad_resources.labels(kind).inc())
         self._index = RouteIndex()
         self._driver = RouteDriver(kernel)
         self._compiler = PolicyCompiler(config.node_name)
@@ -49,105 +57,88 @@ class Agent:
         self._policy_status = StatusWriter(kv, policy_status_key(config.etcd_prefix, config.node_name))
         self._policy_pending = False
         self._changed_policies: set[str] = set()  # since the last successful nftables transaction
-        self._prefix = f"{config.etcd_prefix.rstrip('/')}/v1/"
         self._revision = 0
         self._consistent = False  # the held state equals etcd's at self._revision
         self._complete = False  # a first full list has arrived
+        self._links_lost = False
+        self._next_refresh = self._next_retry = float("inf")
 
-    def run(self, stop: threading.Event) -> None:
-        syncer = Syncer(self._kv, self._prefix, lambda batch: self._queue.put(batch), stop,
+    def run(self, stop: threading.Event | None = None) -> None:
+        """Run until stop is set (or loop.stop() is called): the workers enqueue, this thread programs."""
+        if stop is not None:
+            self.loop.stop_event = stop
+        stop = self.loop.stop_event
+        syncer = Syncer(self._kv, resources_root(self.config.etcd_prefix), self.loop.put, stop,
                         Backoff(maximum=self.config.etcd_backoff_max),
                         on_resync=lambda reason: self.metrics.resyncs.labels(reason).inc())
         subscribed = threading.Event()
-        threads = [
-            threading.Thread(target=self._kernel.watch_links, args=(self._on_link, stop, subscribed), name="link-watch", daemon=True),
-            threading.Thread(target=syncer.run, name="etcd-watch", daemon=True),
-        ]
-        threads[0].start()
+        self.loop.start_worker("link-watch", self._kernel.watch_links, self._on_link, stop, subscribed)
         if not subscribed.wait(LINK_SUBSCRIBE_TIMEOUT):
             raise RuntimeError("could not subscribe to link events")
-        threads[1].start()
-        next_refresh = next_retry = float("inf")
-        while not stop.is_set():
-            self.status.last_tick = time.monotonic()
-            timeout = max(0.0, min(next_refresh, next_retry, time.monotonic() + 1.0) - time.monotonic())
-            if not self.status.in_sync:
-                with bulk_work():  # the first sync builds the whole state at once
-                    self._drain(timeout)
-                    if not self._complete:
-                        continue
-                    self._start_resync()
-                next_refresh = time.monotonic() + self.config.route_refresh_interval
-            elif self._drain(timeout) or time.monotonic() >= next_refresh:
-                self._start_resync()
-                next_refresh = time.monotonic() + self.config.route_refresh_interval
-            now = time.monotonic()
-            if self._pending and (now >= next_retry or next_retry == float("inf")):
-                self._program()
-                next_retry = now + RETRY_INTERVAL if self._pending else float("inf")
-            self._report()
-        for thread in threads:
-            thread.join(timeout=5)
+        self.loop.start_worker("etcd-watch", syncer.run)
+        try:
+            self.loop.run(self)
+        finally:
+            stop.set()
+            self.loop.join()
 
     def _on_link(self, name: str | None, ifindex: int | None) -> None:
         log.debug("link event: %s -> %s", name, ifindex)
-        self._queue.put(_LINKS_LOST if name is None else (name, ifindex))
+        self.loop.put(_LINKS_LOST if name is None else (name, ifindex))
 
-    def _drain(self, timeout: float) -> bool:
-        """Take everything queued (waiting up to timeout for the first item); True if links were lost."""
-        links_lost = False
-        try:
-            item = self._queue.get(timeout=timeout)
-            while True:
-                if item is _LINKS_LOST:
-                    links_lost = True
-                elif isinstance(item, SyncBatch):
-                    self._apply_batch(item)
-                else:
-                    self._driver.link_changed(*item)
-                item = self._queue.get_nowait()
-        except queue.Empty:
-            return links_lost
+    # -- what the loop calls ----------------------------------------------------------------
+    def wait_time(self) -> float:
+        return max(0.0, min(self._next_refresh, self._next_retry) - time.monotonic())
+
+    def handle(self, item: object) -> None:
+        if item is _LINKS_LOST:
+            self._links_lost = True
+        elif isinstance(item, SyncBatch):
+            with bulk_work() if not self.status.in_sync else contextlib.nullcontext():
+                self._apply_batch(item)  # the first sync builds the whole state at once
+        else:
+            self._driver.link_changed(*item)  # type: ignore[misc] (a (name, ifindex) link event)
+
+    def reconcile(self) -> None:
+        if not self._complete:
+            return  # nothing is written to the kernel before the first complete list
+        first = not self.status.in_sync
+        if first or self._links_lost or time.monotonic() >= self._next_refresh:
+            with bulk_work() if first else contextlib.nullcontext():
+                self._start_resync()
+            self._links_lost = False
+            self._next_refresh = time.monotonic() + self.config.route_refresh_interval
+        now = time.monotonic()
+        if self._pending and (now >= self._next_retry or self._next_retry == float("inf")):
+            self._program()
+            self._next_retry = now + RETRY_INTERVAL if self._pending else float("inf")
+        self._report()
 
     def _apply_batch(self, batch: SyncBatch) -> None:
-        for change in batch.changes:
-            try:
-                model, _, name = parse_key(self.config.etcd_prefix, change.key)
-            except ValueError:
-                continue  # IPAM, status and other keys that are not resources
-            resource = None
-            if change.value is not None:
-                try:
-                    resource = decode(self.config.etcd_prefix, change.key, change.value, change.mod_revision)
-                except DocumentError as exc:
-                    log.warning("skipping invalid entry in etcd: %s", exc)
-                    self.metrics.bad_resources.labels(model.__name__).inc()
-                    if model is not WorkloadEndpoint:
-                        continue  # keep the last good version: dropping a policy would open traffic
-            self._dispatch(model, change.key, name, resource)
+        for update in self._intake.updates(batch.changes):
+            self._dispatch(update)
         self._revision = batch.revision
         self._consistent = batch.complete
         self._complete = self._complete or batch.complete
 
-    def _dispatch(self, model, key: str, name: str, resource) -> None:
-        if model is WorkloadEndpoint:
+    def _dispatch(self, update: Update) -> None:
+        kind, key, resource = update.kind, update.key, update.value
+        if kind is WorkloadEndpoint:
             routes = endpoint_routes(resource, self.config.node_name) if resource else None
             for interface in self._index.update(key, routes):
                 self._driver.set_desired(interface, self._index.desired(interface))
             self._compiler.set_endpoint(key, resource)
-        elif model in (NetworkPolicy, GlobalNetworkPolicy):
+        elif kind in (NetworkPolicy, GlobalNetworkPolicy):
             self._compiler.set_policy(key, resource)
             self._changed_policies.add(key)
-        elif model in (NetworkSet, GlobalNetworkSet):
+        elif kind in (NetworkSet, GlobalNetworkSet):
             self._compiler.set_network_set(key, resource)
-        elif model is Namespace:
-            self._compiler.set_namespace(name, resource)
-        elif model is Tier:
-            self._compiler.set_tier(name, resource)
-        elif model is Profile:
-            self._compiler.set_profile(name, resource)
-        else:
-            return
+        elif kind is Namespace:
+            self._compiler.set_namespace(update.name, resource)
+        elif kind is Tier:
+            self._compiler.set_tier(update.name, resource)
+        elif kind is Profile:
+            self._compiler.set_profile(update.name, resource)
         self._policy_pending = True  # remote endpoints matter too: they are members of selector sets
 
     def _start_resync(self) -> None:

@@ -1,7 +1,6 @@
 """felix's /livez and /readyz, served with /metrics on port 9099."""
 
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
 
@@ -15,14 +14,13 @@ class Status:
     in_sync: bool = False
     programmed_revision: int = 0
     pending: bool = False
-    last_tick: float = field(default_factory=time.monotonic)
 
     def snapshot(self) -> dict:
         return {"inSync": self.in_sync, "programmedRevision": self.programmed_revision, "pending": self.pending}
 
 
-def serve(host: str, port: int, status: Status, registry: CollectorRegistry):
+def serve(host: str, port: int, status: Status, liveness: httpd.Probe, registry: CollectorRegistry):
     def ready():
         return status.in_sync and status.programmed_revision > 0, status.snapshot()
 
-    return httpd.serve(host, port, {"/livez": httpd.liveness(lambda: status.last_tick), "/readyz": ready}, registry)
+    return httpd.serve(host, port, {"/livez": liveness, "/readyz": ready}, registry)

@@ -3,7 +3,6 @@
 import functools
 import logging
 import signal
-import threading
 
 import click
 
@@ -34,14 +33,15 @@ def cli(node_name, health_host, health_port, route_refresh_interval, etcd_backof
         raise click.UsageError(str(exc)) from None
     kernel = NetlinkKernel()
     agent = Agent(config, kv, kernel, LibNftables())
-    stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    server = serve(config.health_host, config.health_port, agent.status, agent.metrics.registry) if config.health_port else None
+        signal.signal(signum, lambda *_: agent.loop.stop())
+    server = None
+    if config.health_port:
+        server = serve(config.health_host, config.health_port, agent.status, agent.loop.liveness, agent.metrics.registry)
     logging.getLogger("felix").info("felix starting on node %s, etcd %s, prefix %s",
                                     config.node_name, ",".join(config.etcd.endpoints), config.etcd_prefix)
     try:
-        agent.run(stop)
+        agent.run()
     finally:
         if server:
             server.shutdown()

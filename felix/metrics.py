@@ -14,6 +14,8 @@ class AgentMetrics:
         self.route_writes = Counter("calyx_felix_route_writes", "route adds and deletes", ["op"], registry=r)
         self.route_errors = Counter("calyx_felix_route_errors", "route writes the kernel refused", registry=r)
         self.bad_resources = Counter("calyx_felix_bad_resources", "invalid entries found in etcd and skipped", ["kind"], registry=r)
+        self.unexpected_errors = Counter("calyx_felix_unexpected_errors", "errors caught by the loop's boundary and retried",
+                                         ["stage"], registry=r)
         self.resyncs = Counter("calyx_felix_etcd_resyncs", "re-lists of etcd", ["reason"], registry=r)
         self.ip_conflicts = Gauge("calyx_felix_ip_conflicts", "networks claimed by more than one local endpoint", registry=r)
         self.apply_seconds = Histogram("calyx_felix_apply_seconds", "time to program one batch of changes", registry=r,

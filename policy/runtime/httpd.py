@@ -2,22 +2,12 @@
 
 import json
 import threading
-import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 Probe = Callable[[], tuple[bool, dict]]  # -> (healthy, body); unhealthy answers 503
-LIVENESS_TIMEOUT = 30.0
-
-
-def liveness(last_tick: Callable[[], float]) -> Probe:
-    """/livez: alive while the daemon's main loop turned within LIVENESS_TIMEOUT seconds."""
-    def probe() -> tuple[bool, dict]:
-        alive = time.monotonic() - last_tick() < LIVENESS_TIMEOUT
-        return alive, {"alive": alive}
-    return probe
 
 
 def serve(host: str, port: int, probes: dict[str, Probe], registry: CollectorRegistry) -> ThreadingHTTPServer:

@@ -34,10 +34,10 @@ def agent_world():
     """An agent on fakes (not started), with everything it talks to; stopped at the end."""
     kv, kernel, nft = FakeKV(), FakeKernel({"cxa": 5, "cxb": 6}), FakeNft()
     config = AgentConfig(node_name="n1", etcd=EtcdSettings(), etcd_prefix="/t", etcd_backoff_max=0.05)
-    agent, stop = Agent(config, kv, kernel, nft), threading.Event()
-    thread = threading.Thread(target=agent.run, args=(stop,), daemon=True)
+    agent = Agent(config, kv, kernel, nft)
+    thread = threading.Thread(target=agent.run, daemon=True)
     yield kv, kernel, nft, agent, thread
-    stop.set()
+    agent.loop.stop()
     thread.join(timeout=5)
     assert not thread.is_alive()
 

@@ -175,3 +175,24 @@ def test_registration_writes_the_node_and_refuses_without_any_address():
         ("198.51.100.7/24", "2001:db8::7/64", 65010)
     again = register(store, "n1", None, None, None, None, None, HOST)  # the recorded address is kept
     assert again.spec.bgp.ipv4Address == "198.51.100.7/24" and again.metadata.resourceVersion == node.metadata.resourceVersion
+
+
+MALFORMED_EXABGP = [
+    {"type": "open", "neighbor": {"address": {"peer": "10.0.0.2"}, "direction": "receive",
+                                  "open": {"capabilities": {"64": {"time": "soon"}}}}},  # int() of a word
+    {"type": "update", "neighbor": {"address": {"peer": "10.0.0.2"}, "message": {"update": {
+        "announce": {"ipv4 unicast": {"10.0.0.2": [{"no-nlri": "10.244.1.0/26"}]}}}}}},  # no nlri key
+    {"type": "update", "neighbor": {"address": {"peer": "10.0.0.2"}, "message": {"update": {
+        "announce": {"ipv4 unicast": {"10.0.0.2": [{"nlri": "not-a-prefix"}]}}}}}},
+    {"type": "state", "neighbor": ["not", "a", "mapping"]},
+    {"type": "update", "neighbor": {"address": {"peer": "10.0.0.2"}, "message": {"update": {"announce": 7}}}},
+]
+
+
+@pytest.mark.parametrize("message", MALFORMED_EXABGP)
+def test_no_message_from_exabgp_stops_the_daemon(rig, message):
+    rig.etcd(*BASE)
+    rig.exabgp(message)
+    rig.exabgp(learned("10.0.0.2", "10.244.1.0/26"))
+    assert rig.kernel.learned == {"10.244.1.0/26": {"10.0.0.2"}}  # nothing of the bad one; the next good one applies
+    assert rig.daemon.loop.liveness()[0]
