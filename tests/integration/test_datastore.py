@@ -3,11 +3,16 @@
 import os
 import subprocess
 import sys
+import threading
 
 import yaml
 
+from policy.datastore.keys import resources_root
 from policy.datastore.store import WriteMode
+from policy.datastore.watch import Backoff, SyncBatch, Syncer
+from policy.runtime.status import StatusWriter, bgp_status_key, policy_status_key
 from tests.lab.processes import wait_for
+from tests.policy_model import docs
 
 NODE = "apiVersion: calyx.io/v1\nkind: Node\nmetadata: {name: node1, labels: {rack: r1}}\nspec: {bgp: {asNumber: 64512, ipv4Address: 198.18.1.2/24}}\n"
 WEP = ("apiVersion: projectcalico.org/v3\nkind: WorkloadEndpoint\nmetadata: {name: web, namespace: prod, labels: {app: web}}\n"
@@ -86,3 +91,27 @@ def test_tls_client_certificates_and_failover_to_the_next_endpoint(lab_factory):
     lab.wait_programmed("node1", revision, timeout=20)
     wait_for(lambda: (f"{workload.ip}/32", workload.interface) in lab.kernel_routes("node1"), timeout=5, what="route over TLS")
     assert node.felix.running()
+
+
+def test_status_writes_of_many_nodes_never_reach_a_watching_daemon(lab_factory):
+    """Status lives outside the tree the daemons watch: count what a felix's watch receives."""
+    lab = lab_factory(nodes=0)
+    batches: list[SyncBatch] = []
+    stop = threading.Event()
+    syncer = Syncer(lab.kv, resources_root(lab.prefix), batches.append, stop, Backoff(maximum=0.5))
+    thread = threading.Thread(target=syncer.run, name="test-watch", daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: any(batch.complete for batch in batches), timeout=10)
+        writers = [StatusWriter(lab.kv, key(lab.prefix, f"node{i}")) for i in range(8)
+                   for key in (bgp_status_key, policy_status_key)]
+        written = sum(writer.write({"round": round_}) for round_ in range(5) for writer in writers)
+        revision = lab.store.write(docs(NODE), WriteMode.APPLY)  # a resource after them: the watch is live
+        wait_for(lambda: any(batch.revision >= revision for batch in batches), timeout=10)
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    keys = [change.key for batch in batches for change in batch.changes]
+    status_events = [key for key in keys if "/status/" in key]
+    assert written == 80 and len(lab.etcdctl("get", "--prefix", f"{lab.prefix}/status/", "--keys-only").split()) == 16
+    assert status_events == [] and keys == ["/calyx/v1/nodes/node1"], f"{len(status_events)} status events received"
