@@ -24,7 +24,7 @@ def main(path: str) -> None:
     def to_stdout(chunk: bytes) -> None:
         view = memoryview(chunk)
         while view:
-            view = view[os.write(stdout, view):]
+            view = view[os.write(stdout, view) :]
 
     def from_exabgp() -> None:
         _pump(lambda: os.read(0, 65536), sock.sendall)

@@ -41,15 +41,27 @@ INTAKE_RULES = {kind: BadData.KEEP_LAST for kind in (Node, BGPConfiguration, BGP
 
 
 class BgpDaemon:
-    def __init__(self, config: BgpConfig, kv: KV, kernel: BgpKernel, speaker: SpeakerControl, metrics: BgpMetrics,
-                 clock=time.monotonic, wall=time.time):
+    def __init__(
+        self,
+        config: BgpConfig,
+        kv: KV,
+        kernel: BgpKernel,
+        speaker: SpeakerControl,
+        metrics: BgpMetrics,
+        clock=time.monotonic,
+        wall=time.time,
+    ):
         self.config, self._kv, self.metrics = config, kv, metrics
         self._speaker, self._clock, self._wall = speaker, clock, wall
         self._routes = RouteDriver(kernel)
         self._rib = LearnedRib()
         self._state = BgpState()
-        self._tables = {Node: self._state.nodes, BGPConfiguration: self._state.configurations,
-                        BGPPeer: self._state.peers, IPPool: self._state.pools}
+        self._tables = {
+            Node: self._state.nodes,
+            BGPConfiguration: self._state.configurations,
+            BGPPeer: self._state.peers,
+            IPPool: self._state.pools,
+        }
         self.loop = DaemonLoop(on_error=lambda stage: metrics.unexpected_errors.labels(stage).inc(), clock=clock)
         self._intake = Intake(config.etcd_prefix, INTAKE_RULES, lambda kind: metrics.bad_resources.labels(kind).inc())
         self._complete = False
@@ -80,9 +92,14 @@ class BgpDaemon:
         """Run until stop is set (or loop.stop() is called); ExaBGP is stopped on the way out."""
         if stop is not None:
             self.loop.stop_event = stop
-        syncer = Syncer(self._kv, resources_root(self.config.etcd_prefix), self.on_batch, self.loop.stop_event,
-                        Backoff(maximum=self.config.etcd_backoff_max),
-                        on_resync=lambda reason: self.metrics.resyncs.labels(reason).inc())
+        syncer = Syncer(
+            self._kv,
+            resources_root(self.config.etcd_prefix),
+            self.on_batch,
+            self.loop.stop_event,
+            Backoff(maximum=self.config.etcd_backoff_max),
+            on_resync=lambda reason: self.metrics.resyncs.labels(reason).inc(),
+        )
         self.start()
         self.loop.start_worker("etcd-watch", syncer.run)
         try:
@@ -103,8 +120,9 @@ class BgpDaemon:
 
     def wait_time(self) -> float:
         now = self._clock()
-        deadlines = [d for d in (self._speaker.next_deadline(), self._rib.expire(now),
-                                 self._next_route_retry or None) if d]
+        deadlines = [
+            d for d in (self._speaker.next_deadline(), self._rib.expire(now), self._next_route_retry or None) if d
+        ]
         return max(0.0, min([now + TICK, *deadlines]) - now)
 
     def handle(self, item: object) -> None:
@@ -190,13 +208,28 @@ class BgpDaemon:
         if now - self._published_at < STATUS_INTERVAL:
             return
         plan, speaker, rib = self.plan, self._speaker, self._rib
-        sessions = [{"peer": s.peer, "name": s.name, "asNumber": s.as_number, "state": s.state, "since": s.since,
-                     "received": rib.received(s.peer), "sent": speaker.sent(s.peer)}
-                    for s in sorted(speaker.sessions.values(), key=lambda s: s.peer)]
-        status = {"node": self.config.node_name, "asNumber": plan.speaker.as_number if plan else None,
-                  "routerID": plan.speaker.router_id if plan else None, "error": self.plan_error,
-                  "exabgp": {"running": speaker.running, "restarts": max(0, speaker.starts - 1)},
-                  "announced": len(speaker.announced), "installed": len(self._routes.learned), "sessions": sessions}
+        sessions = [
+            {
+                "peer": s.peer,
+                "name": s.name,
+                "asNumber": s.as_number,
+                "state": s.state,
+                "since": s.since,
+                "received": rib.received(s.peer),
+                "sent": speaker.sent(s.peer),
+            }
+            for s in sorted(speaker.sessions.values(), key=lambda s: s.peer)
+        ]
+        status = {
+            "node": self.config.node_name,
+            "asNumber": plan.speaker.as_number if plan else None,
+            "routerID": plan.speaker.router_id if plan else None,
+            "error": self.plan_error,
+            "exabgp": {"running": speaker.running, "restarts": max(0, speaker.starts - 1)},
+            "announced": len(speaker.announced),
+            "installed": len(self._routes.learned),
+            "sessions": sessions,
+        }
         self._update_metrics(status)
         if not self._status.due(status) and now - self._published_at < STATUS_REFRESH:
             return

@@ -32,8 +32,15 @@ class CommandRefused(ExaBGPError):
 
 
 class ExaBGPProcess:
-    def __init__(self, run_dir: Path, executable: str, on_message: Callable[[dict], None], on_gone: Callable[[], None],
-                 connect_timeout: float = 20.0, ack_timeout: float = 30.0):
+    def __init__(
+        self,
+        run_dir: Path,
+        executable: str,
+        on_message: Callable[[dict], None],
+        on_gone: Callable[[], None],
+        connect_timeout: float = 20.0,
+        ack_timeout: float = 30.0,
+    ):
         self.run_dir, self.executable = run_dir, executable
         self._on_message, self._on_gone = on_message, on_gone
         self.connect_timeout, self.ack_timeout = connect_timeout, ack_timeout
@@ -63,8 +70,12 @@ class ExaBGPProcess:
             executable = shutil.which(self.executable) or self.executable
             # ExaBGP must not outlive calyx-bgp (a new one could not bind port 179). setpriv sets
             # the parent-death signal: a preexec_fn would fork a process that has gRPC threads.
-            self._proc = subprocess.Popen(["setpriv", "--pdeathsig", "KILL", executable, str(self.config_path)], env=env,
-                                          stdin=subprocess.DEVNULL, cwd=self.run_dir)
+            self._proc = subprocess.Popen(
+                ["setpriv", "--pdeathsig", "KILL", executable, str(self.config_path)],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                cwd=self.run_dir,
+            )
             try:
                 conn, _ = listener.accept()
             except TimeoutError:

@@ -25,24 +25,29 @@ def render_config(speaker: Speaker, bridge_command: str, graceful_restart: int, 
 
 def _neighbor(speaker: Speaker, peer: Peer, graceful_restart: int, hold_time: int) -> list[str]:
     family = "ipv4 unicast" if ipaddress.ip_address(peer.address).version == 4 else "ipv6 unicast"
-    lines = [f"neighbor {peer.address} {{",
-             f"    description \"{peer.name}\";",
-             f"    router-id {speaker.router_id};",
-             f"    local-as {speaker.as_number};",
-             f"    peer-as {peer.as_number};",
-             f"    hold-time {hold_time};",
-             "    group-updates true;",
-             "    manual-eor true;"]  # End-of-RIB only once calyx-bgp has announced everything
+    lines = [
+        f"neighbor {peer.address} {{",
+        f'    description "{peer.name}";',
+        f"    router-id {speaker.router_id};",
+        f"    local-as {speaker.as_number};",
+        f"    peer-as {peer.as_number};",
+        f"    hold-time {hold_time};",
+        "    group-updates true;",
+        "    manual-eor true;",
+    ]  # End-of-RIB only once calyx-bgp has announced everything
     if peer.local_address:
         lines.append(f"    local-address {peer.local_address};")
     if peer.passive:
         lines.append("    passive true;")
     if peer.password:
-        lines.append(f"    md5-password \"{_quoted(peer.password)}\";")
-    lines += [f"    capability {{ graceful-restart {graceful_restart}; route-refresh enable; }}",
-              f"    family {{ {family}; }}",
-              f"    api {{ processes [ {PROCESS} ]; neighbor-changes; receive {{ parsed; update; open; }} }}",
-              "}", ""]
+        lines.append(f'    md5-password "{_quoted(peer.password)}";')
+    lines += [
+        f"    capability {{ graceful-restart {graceful_restart}; route-refresh enable; }}",
+        f"    family {{ {family}; }}",
+        f"    api {{ processes [ {PROCESS} ]; neighbor-changes; receive {{ parsed; update; open; }} }}",
+        "}",
+        "",
+    ]
     return lines
 
 
@@ -56,21 +61,23 @@ def environment(speaker: Speaker, base: dict[str, str]) -> dict[str, str]:
     """ExaBGP reads its settings from the environment: run as root (TCP MD5 and port 179 need
     it), listen on the node's addresses, end when our API process ends."""
     env = dict(base)
-    env.update({
-        "exabgp.daemon.user": "root",
-        "exabgp.daemon.daemonize": "false",
-        "exabgp.tcp.bind": " ".join(speaker.addresses),
-        "exabgp.tcp.port": str(speaker.listen_port),
-        "exabgp.api.ack": "true",
-        "exabgp.api.terminate": "true",
-        "exabgp.api.respawn": "false",
-        "exabgp.reactor.speed": "0.1",
-        "exabgp.log.level": _LOG_LEVELS.get(speaker.log_severity, "NOTICE"),
-        "exabgp.log.destination": "stdout",
-        "exabgp.log.routes": "false",
-        "exabgp.log.packets": "false",
-        "exabgp.log.message": "false",
-    })
+    env.update(
+        {
+            "exabgp.daemon.user": "root",
+            "exabgp.daemon.daemonize": "false",
+            "exabgp.tcp.bind": " ".join(speaker.addresses),
+            "exabgp.tcp.port": str(speaker.listen_port),
+            "exabgp.api.ack": "true",
+            "exabgp.api.terminate": "true",
+            "exabgp.api.respawn": "false",
+            "exabgp.reactor.speed": "0.1",
+            "exabgp.log.level": _LOG_LEVELS.get(speaker.log_severity, "NOTICE"),
+            "exabgp.log.destination": "stdout",
+            "exabgp.log.routes": "false",
+            "exabgp.log.packets": "false",
+            "exabgp.log.message": "false",
+        }
+    )
     return env
 
 
@@ -115,7 +122,7 @@ def _grouped(routes: dict[str, tuple[str, ...]]) -> list[tuple[tuple[int, tuple[
 
 def _chunks(items: list[str]) -> Iterable[list[str]]:
     for start in range(0, len(items), NLRI_PER_COMMAND):
-        yield items[start:start + NLRI_PER_COMMAND]
+        yield items[start : start + NLRI_PER_COMMAND]
 
 
 def _community_attributes(communities: tuple[str, ...]) -> str:

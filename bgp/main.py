@@ -18,12 +18,12 @@ from bgp.exabgp import ExaBGPProcess
 from bgp.metrics import BgpMetrics
 from bgp.netlink import NetlinkRoutes
 from bgp.speaker import SpeakerControl
-from policy.runtime import httpd
 from policy.datastore.etcd import EtcdKV
 from policy.datastore.kv import KVError
-from policy.runtime.settings import etcd_options, etcd_settings
 from policy.datastore.store import ResourceStore
 from policy.datastore.watch import Backoff
+from policy.runtime import httpd
+from policy.runtime.settings import etcd_options, etcd_settings
 
 log = logging.getLogger("calyx-bgp")
 
@@ -37,8 +37,16 @@ def _register(config: BgpConfig, kv: EtcdKV, host: HostView, stop: threading.Eve
     delay = 0.0
     while not stop.is_set():
         try:
-            register(ResourceStore(kv, config.etcd_prefix), config.node_name, config.ipv4, config.ipv6,
-                     config.ipv4_method, config.ipv6_method, config.as_number, host)
+            register(
+                ResourceStore(kv, config.etcd_prefix),
+                config.node_name,
+                config.ipv4,
+                config.ipv6,
+                config.ipv4_method,
+                config.ipv6_method,
+                config.as_number,
+                host,
+            )
             return True
         except KVError as exc:
             delay = Backoff(maximum=config.etcd_backoff_max).next(delay)
@@ -78,16 +86,25 @@ def cli(log_level, etcd_prefix, **options):
         except AddressError as exc:
             raise click.ClickException(str(exc)) from None
         metrics = BgpMetrics()
-        process = ExaBGPProcess(config.run_dir, config.exabgp_path, lambda m: daemon.on_exabgp_message(m),
-                                lambda: daemon.on_exabgp_gone())
+        process = ExaBGPProcess(
+            config.run_dir, config.exabgp_path, lambda m: daemon.on_exabgp_message(m), lambda: daemon.on_exabgp_gone()
+        )
         speaker = SpeakerControl(process, config.graceful_restart_time, config.hold_time, metrics, dict(os.environ))
         daemon = BgpDaemon(config, kv, routes, speaker, metrics)
         server = None
         if config.health_port:
-            server = httpd.serve(config.health_host, config.health_port,
-                                 {"/livez": daemon.loop.liveness, "/readyz": daemon.ready}, metrics.registry)
-        log.info("calyx-bgp starting on node %s, etcd %s, prefix %s", config.node_name, ",".join(config.etcd.endpoints),
-                 config.etcd_prefix)
+            server = httpd.serve(
+                config.health_host,
+                config.health_port,
+                {"/livez": daemon.loop.liveness, "/readyz": daemon.ready},
+                metrics.registry,
+            )
+        log.info(
+            "calyx-bgp starting on node %s, etcd %s, prefix %s",
+            config.node_name,
+            ",".join(config.etcd.endpoints),
+            config.etcd_prefix,
+        )
         try:
             daemon.run(stop)
         finally:

@@ -20,7 +20,9 @@ RTN_UNICAST, RTN_BLACKHOLE = 1, 6
 class KernelError(Exception):
     def __init__(self, prefix: str, code: int, action: str):
         self.prefix, self.code = prefix, code
-        reason = "a route Calyx does not own exists there" if code == errno.EEXIST else errno.errorcode.get(code, str(code))
+        reason = (
+            "a route Calyx does not own exists there" if code == errno.EEXIST else errno.errorcode.get(code, str(code))
+        )
         super().__init__(f"{action} {prefix}: {reason}")
 
 
@@ -33,7 +35,9 @@ def _nexthops(msg) -> frozenset[str]:
     gateway = msg.get_attr("RTA_GATEWAY")
     if gateway:
         return frozenset([gateway])
-    return frozenset(hop.get_attr("RTA_GATEWAY") for hop in msg.get_attr("RTA_MULTIPATH") or () if hop.get_attr("RTA_GATEWAY"))
+    return frozenset(
+        hop.get_attr("RTA_GATEWAY") for hop in msg.get_attr("RTA_MULTIPATH") or () if hop.get_attr("RTA_GATEWAY")
+    )
 
 
 class NetlinkRoutes:
@@ -65,14 +69,23 @@ class NetlinkRoutes:
         self._call("replace" if ours_already else "add", prefix, spec, "install")
 
     def delete_learned(self, prefix: str) -> None:
-        self._call("del", prefix, {"dst": prefix, "table": MAIN_TABLE, "proto": LEARNED_PROTO}, "remove", missing_ok=True)
+        self._call(
+            "del", prefix, {"dst": prefix, "table": MAIN_TABLE, "proto": LEARNED_PROTO}, "remove", missing_ok=True
+        )
 
     def add_blackhole(self, prefix: str) -> None:
-        self._call("add", prefix, {"dst": prefix, "table": MAIN_TABLE, "proto": BLOCK_PROTO, "type": "blackhole"}, "blackhole")
+        self._call(
+            "add", prefix, {"dst": prefix, "table": MAIN_TABLE, "proto": BLOCK_PROTO, "type": "blackhole"}, "blackhole"
+        )
 
     def delete_blackhole(self, prefix: str) -> None:
-        self._call("del", prefix, {"dst": prefix, "table": MAIN_TABLE, "proto": BLOCK_PROTO, "type": "blackhole"},
-                   "remove blackhole", missing_ok=True)
+        self._call(
+            "del",
+            prefix,
+            {"dst": prefix, "table": MAIN_TABLE, "proto": BLOCK_PROTO, "type": "blackhole"},
+            "remove blackhole",
+            missing_ok=True,
+        )
 
     def _call(self, command: str, prefix: str, spec: dict, action: str, missing_ok: bool = False) -> None:
         spec["family"] = socket.AF_INET6 if ":" in prefix else socket.AF_INET

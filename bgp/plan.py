@@ -95,8 +95,14 @@ def compute_plan(state: BgpState, node_name: str) -> Plan:
     config = state.configurations.get(DEFAULT_CONFIGURATION)
     spec = config.spec if config else BGPConfigurationSpec()
     local_as = _node_as(me, spec.asNumber)
-    speaker = Speaker(router_id(node_name, ipv4), local_as, spec.listenPort, tuple(a for a in (ipv4, ipv6) if a),
-                      tuple(sorted(_peers(state, me, ipv4, ipv6, spec).values())), spec.logSeverityScreen)
+    speaker = Speaker(
+        router_id(node_name, ipv4),
+        local_as,
+        spec.listenPort,
+        tuple(a for a in (ipv4, ipv6) if a),
+        tuple(sorted(_peers(state, me, ipv4, ipv6, spec).values())),
+        spec.logSeverityScreen,
+    )
     blocks = [b for b in state.blocks.values() if b.affinity == node_name]
     quiet_pools = {p.spec.cidr for p in state.pools.values() if p.spec.disableBGPExport}
     announce = {b.cidr for b in blocks if b.pool not in quiet_pools}
@@ -104,10 +110,14 @@ def compute_plan(state: BgpState, node_name: str) -> Plan:
     for networks in state.local_addresses.values():
         for network in networks:
             net = _network(network)
-            if not any(net.version == own.version and net.subnet_of(own) for own in own_networks) and _exported(state, network):
+            if not any(net.version == own.version and net.subnet_of(own) for own in own_networks) and _exported(
+                state, network
+            ):
                 announce.add(str(net))
     communities = _communities(spec)
-    return Plan(speaker, {prefix: communities(prefix) for prefix in sorted(announce)}, frozenset(b.cidr for b in blocks))
+    return Plan(
+        speaker, {prefix: communities(prefix) for prefix in sorted(announce)}, frozenset(b.cidr for b in blocks)
+    )
 
 
 @functools.lru_cache(maxsize=65536)
@@ -163,7 +173,9 @@ def _node_peers(other: Node, mine: dict[int, str | None], default_as: int, name:
         passive = ipaddress.ip_address(local) > ipaddress.ip_address(address)
         use_source = spec is None or spec.sourceAddress == "UseNodeIP"
         as_number = (spec.asNumber if spec and spec.asNumber else None) or _node_as(other, default_as)
-        found.append(Peer(address, as_number, name, passive, local if use_source else None, spec.password if spec else None))
+        found.append(
+            Peer(address, as_number, name, passive, local if use_source else None, spec.password if spec else None)
+        )
     return found
 
 
@@ -180,7 +192,9 @@ def _exported(state: BgpState, prefix: str) -> bool:
 def _communities(spec):
     """prefix -> the communities of every prefixAdvertisement whose cidr holds it, names resolved."""
     named = {c.name: c.value for c in spec.communities}
-    rules = [(ipaddress.ip_network(a.cidr), tuple(named.get(c, c) for c in a.communities)) for a in spec.prefixAdvertisements]
+    rules = [
+        (ipaddress.ip_network(a.cidr), tuple(named.get(c, c) for c in a.communities)) for a in spec.prefixAdvertisements
+    ]
 
     def lookup(prefix: str) -> tuple[str, ...]:
         if not rules:

@@ -49,14 +49,23 @@ class RouteDriver:
         loop must keep reading BGP while a node's 10,000 blocks are being blackholed."""
         result = ApplyResult()
         failed: set[str] = set()
-        work = [(p, self._kernel.delete_blackhole, self.blackholes.discard) for p in sorted(self.blackholes - blackholes)]
-        work += [(p, self._kernel.delete_learned, lambda p: self.learned.pop(p, None))
-                 for p in sorted(set(self.learned) - set(learned))]
+        work = [
+            (p, self._kernel.delete_blackhole, self.blackholes.discard) for p in sorted(self.blackholes - blackholes)
+        ]
+        work += [
+            (p, self._kernel.delete_learned, lambda p: self.learned.pop(p, None))
+            for p in sorted(set(self.learned) - set(learned))
+        ]
         for prefix, hops in sorted(learned.items()):
             if self.learned.get(prefix) != hops:
                 ours = prefix in self.learned
-                work.append((prefix, lambda p, h=hops, o=ours: self._kernel.set_learned(p, h, o),
-                             lambda p, h=hops: self.learned.__setitem__(p, h)))
+                work.append(
+                    (
+                        prefix,
+                        lambda p, h=hops, o=ours: self._kernel.set_learned(p, h, o),
+                        lambda p, h=hops: self.learned.__setitem__(p, h),
+                    )
+                )
         work += [(p, self._kernel.add_blackhole, self.blackholes.add) for p in sorted(blackholes - self.blackholes)]
         for prefix, write, record in work[:limit]:
             self._write(result, failed, prefix, write, record)
@@ -67,7 +76,7 @@ class RouteDriver:
     def _write(self, result: ApplyResult, failed: set[str], prefix: str, write, record) -> None:
         try:
             write(prefix)
-        except Exception as exc:  # noqa: BLE001 - KernelError, or OSError from the netlink socket
+        except Exception as exc:
             failed.add(prefix)
             result.errors.append(exc)
             # said once per failure, not at every retry (a fabric's default route collides forever)

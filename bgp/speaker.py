@@ -32,8 +32,14 @@ class SpeakerProcess(Protocol):
 
 
 class SpeakerControl:
-    def __init__(self, process: SpeakerProcess, graceful_restart: int, hold_time: int, metrics: BgpMetrics,
-                 base_env: dict[str, str]):
+    def __init__(
+        self,
+        process: SpeakerProcess,
+        graceful_restart: int,
+        hold_time: int,
+        metrics: BgpMetrics,
+        base_env: dict[str, str],
+    ):
         self._process, self._metrics, self._base_env = process, metrics, base_env
         self._graceful_restart, self._hold_time = graceful_restart, hold_time
         self.config: str | None = None  # what the running ExaBGP was given
@@ -80,8 +86,9 @@ class SpeakerControl:
         return min(waits, default=None)
 
     def _render(self, plan: Plan) -> str:
-        return exabgp_config.render_config(plan.speaker, self._process.bridge_command(), self._graceful_restart,
-                                           self._hold_time)
+        return exabgp_config.render_config(
+            plan.speaker, self._process.bridge_command(), self._graceful_restart, self._hold_time
+        )
 
     def outdated(self, plan: Plan) -> bool:
         """The running ExaBGP has other peers or settings than the plan: it must be replaced.

@@ -37,10 +37,16 @@ _LINKS_LOST = object()
 
 # A bad WorkloadEndpoint carries nothing; a bad policy, set, namespace, tier or profile keeps
 # its last good version (dropping it would open traffic).
-INTAKE_RULES = {WorkloadEndpoint: BadData.ABSENT, NetworkPolicy: BadData.KEEP_LAST,
-                GlobalNetworkPolicy: BadData.KEEP_LAST, NetworkSet: BadData.KEEP_LAST,
-                GlobalNetworkSet: BadData.KEEP_LAST, Namespace: BadData.KEEP_LAST, Tier: BadData.KEEP_LAST,
-                Profile: BadData.KEEP_LAST}
+INTAKE_RULES = {
+    WorkloadEndpoint: BadData.ABSENT,
+    NetworkPolicy: BadData.KEEP_LAST,
+    GlobalNetworkPolicy: BadData.KEEP_LAST,
+    NetworkSet: BadData.KEEP_LAST,
+    GlobalNetworkSet: BadData.KEEP_LAST,
+    Namespace: BadData.KEEP_LAST,
+    Tier: BadData.KEEP_LAST,
+    Profile: BadData.KEEP_LAST,
+}
 
 
 class Agent:
@@ -49,7 +55,9 @@ class Agent:
         self.metrics = metrics or AgentMetrics()
         self.status = Status()
         self.loop = DaemonLoop(on_error=lambda stage: self.metrics.unexpected_errors.labels(stage).inc())
-        self._intake = Intake(config.etcd_prefix, INTAKE_RULES, lambda kind: self.metrics.bad_resources.labels(kind).inc())
+        self._intake = Intake(
+            config.etcd_prefix, INTAKE_RULES, lambda kind: self.metrics.bad_resources.labels(kind).inc()
+        )
         self._index = RouteIndex()
         self._driver = RouteDriver(kernel)
         self._compiler = PolicyCompiler(config.node_name)
@@ -68,9 +76,14 @@ class Agent:
         if stop is not None:
             self.loop.stop_event = stop
         stop = self.loop.stop_event
-        syncer = Syncer(self._kv, resources_root(self.config.etcd_prefix), self.loop.put, stop,
-                        Backoff(maximum=self.config.etcd_backoff_max),
-                        on_resync=lambda reason: self.metrics.resyncs.labels(reason).inc())
+        syncer = Syncer(
+            self._kv,
+            resources_root(self.config.etcd_prefix),
+            self.loop.put,
+            stop,
+            Backoff(maximum=self.config.etcd_backoff_max),
+            on_resync=lambda reason: self.metrics.resyncs.labels(reason).inc(),
+        )
         subscribed = threading.Event()
         self.loop.start_worker("link-watch", self._kernel.watch_links, self._on_link, stop, subscribed)
         if not subscribed.wait(LINK_SUBSCRIBE_TIMEOUT):
@@ -144,14 +157,21 @@ class Agent:
     def _start_resync(self) -> None:
         first = not self.status.in_sync
         if first:
-            log.info("in sync with etcd at revision %d: %d local endpoints; programming", self._revision, len(self._index))
+            log.info(
+                "in sync with etcd at revision %d: %d local endpoints; programming", self._revision, len(self._index)
+            )
             self._kernel.enable_forwarding()
         started = time.perf_counter()
         self._driver.resync()
         read = time.perf_counter()
         self._program()
-        log.log(logging.INFO if first else logging.DEBUG, "kernel read back in %.2fs, %d routes programmed in %.2fs",
-                read - started, self._driver.route_count, time.perf_counter() - read)
+        log.log(
+            logging.INFO if first else logging.DEBUG,
+            "kernel read back in %.2fs, %d routes programmed in %.2fs",
+            read - started,
+            self._driver.route_count,
+            time.perf_counter() - read,
+        )
         if first:
             self.status.in_sync = True
             self.metrics.in_sync.set(1)

@@ -33,8 +33,9 @@ def _ipr(netns: str | None) -> IPRoute:
     return IPRoute(netns=netns) if netns else IPRoute()
 
 
-def attach_workload(workload_netns: str, host_interface: str, addresses: list[str],
-                    host_netns: str | None = None, mtu: int = 1500) -> Attachment:
+def attach_workload(
+    workload_netns: str, host_interface: str, addresses: list[str], host_netns: str | None = None, mtu: int = 1500
+) -> Attachment:
     """Join an existing workload network namespace to the host by a veth and give it its addresses.
 
     host_netns None means the caller's own namespace (a CNI plugin on a real host)."""

@@ -26,8 +26,16 @@ def cli(node_name, health_host, health_port, route_refresh_interval, etcd_backof
     """Calyx node agent: programs routes and nftables policy for local workloads from etcd."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        config = AgentConfig(node_name, etcd_settings(**etcd), etcd_prefix, health_host, health_port,
-                             route_refresh_interval, etcd_backoff_max, log_level)
+        config = AgentConfig(
+            node_name,
+            etcd_settings(**etcd),
+            etcd_prefix,
+            health_host,
+            health_port,
+            route_refresh_interval,
+            etcd_backoff_max,
+            log_level,
+        )
         kv = EtcdKV(config.etcd)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
@@ -37,9 +45,15 @@ def cli(node_name, health_host, health_port, route_refresh_interval, etcd_backof
         signal.signal(signum, lambda *_: agent.loop.stop())
     server = None
     if config.health_port:
-        server = serve(config.health_host, config.health_port, agent.status, agent.loop.liveness, agent.metrics.registry)
-    logging.getLogger("felix").info("felix starting on node %s, etcd %s, prefix %s",
-                                    config.node_name, ",".join(config.etcd.endpoints), config.etcd_prefix)
+        server = serve(
+            config.health_host, config.health_port, agent.status, agent.loop.liveness, agent.metrics.registry
+        )
+    logging.getLogger("felix").info(
+        "felix starting on node %s, etcd %s, prefix %s",
+        config.node_name,
+        ",".join(config.etcd.endpoints),
+        config.etcd_prefix,
+    )
     try:
         agent.run()
     finally:

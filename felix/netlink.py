@@ -28,10 +28,18 @@ IPV6_GATEWAY = "fe80::1"
 IFF_UP = 0x1
 
 # Per workload interface, as Calico does: answer ARP/NDP for the gateway, forward, ignore RAs.
-_IPV4_SYSCTLS = {"net/ipv4/conf/{}/proxy_arp": "1", "net/ipv4/neigh/{}/proxy_delay": "0",
-                 "net/ipv4/conf/{}/forwarding": "1", "net/ipv4/conf/{}/rp_filter": "1"}
-_IPV6_SYSCTLS = {"net/ipv6/conf/{}/proxy_ndp": "1", "net/ipv6/neigh/{}/proxy_delay": "0",
-                 "net/ipv6/conf/{}/forwarding": "1", "net/ipv6/conf/{}/accept_ra": "0"}
+_IPV4_SYSCTLS = {
+    "net/ipv4/conf/{}/proxy_arp": "1",
+    "net/ipv4/neigh/{}/proxy_delay": "0",
+    "net/ipv4/conf/{}/forwarding": "1",
+    "net/ipv4/conf/{}/rp_filter": "1",
+}
+_IPV6_SYSCTLS = {
+    "net/ipv6/conf/{}/proxy_ndp": "1",
+    "net/ipv6/neigh/{}/proxy_delay": "0",
+    "net/ipv6/conf/{}/forwarding": "1",
+    "net/ipv6/conf/{}/accept_ra": "0",
+}
 
 
 def _write_sysctl(path: str, value: str) -> None:
@@ -94,18 +102,25 @@ class NetlinkKernel:
         # EEXIST on a route of ours (it survived a link flap) is success: read ours back once.
         ours = self.workload_routes() if any(code == errno.EEXIST for _, code in refused) else set()
         return [
-            RouteError(route, "a route to this destination that Calyx does not own exists"
-                       if code == errno.EEXIST else os.strerror(code))
+            RouteError(
+                route,
+                "a route to this destination that Calyx does not own exists"
+                if code == errno.EEXIST
+                else os.strerror(code),
+            )
             for route, code in refused
             if not (code == errno.EEXIST and route in ours)
         ]
 
     def delete_routes(self, routes: Iterable[KernelRoute]) -> list[RouteError]:
-        return [RouteError(route, os.strerror(code)) for route, code in self._batch.apply(RTM_DELROUTE, list(routes))
-                if code not in (errno.ESRCH, errno.ENODEV)]
+        return [
+            RouteError(route, os.strerror(code))
+            for route, code in self._batch.apply(RTM_DELROUTE, list(routes))
+            if code not in (errno.ESRCH, errno.ENODEV)
+        ]
 
     def configure_interface(self, name: str, ifindex: int, ipv4: bool, ipv6: bool) -> None:
-        for path, value in (_IPV4_SYSCTLS.items() if ipv4 else ()):
+        for path, value in _IPV4_SYSCTLS.items() if ipv4 else ():
             _write_sysctl(path.format(name), value)
         if ipv6:
             for path, value in _IPV6_SYSCTLS.items():
@@ -133,7 +148,7 @@ class NetlinkKernel:
             while not stop.is_set():
                 try:
                     messages = await asyncio.wait_for(_one_datagram(events), timeout=0.5)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     continue
                 except (NetlinkError, OSError) as exc:  # ENOBUFS: the kernel dropped events
                     log.warning("link events lost (%s); re-reading interfaces", exc)

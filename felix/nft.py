@@ -64,7 +64,11 @@ class LibNftables:
             raise NftError(error.strip())
         objects = json.loads(output)["nftables"]
         chains = frozenset(o["chain"]["name"] for o in objects if "chain" in o)
-        sets = {o["set"]["name"]: (type_key(o["set"]["type"]), tuple(o["set"].get("flags", ()))) for o in objects if "set" in o}
+        sets = {
+            o["set"]["name"]: (type_key(o["set"]["type"]), tuple(o["set"].get("flags", ())))
+            for o in objects
+            if "set" in o
+        }
         self._set_types.update({o["set"]["name"]: o["set"]["type"] for o in objects if "set" in o})
         self._set_types.update({o["map"]["name"]: "ifname" for o in objects if "map" in o})
         maps = frozenset(o["map"]["name"] for o in objects if "map" in o)

@@ -79,8 +79,11 @@ class PolicyDriver:
             commands += [{"flush": {"chain": {**_T, "name": name}}} for name in sorted(existing.chains)]
             commands += [{"flush": {"map": {**_T, "name": name}}} for name in sorted(existing.maps)]
             for name, (type_, flags) in sorted(existing.sets.items()):
-                same = name in wanted and type_key(wanted[name]["type"]) == type_ \
+                same = (
+                    name in wanted
+                    and type_key(wanted[name]["type"]) == type_
                     and tuple(wanted[name].get("flags", ())) == flags
+                )
                 commands.append({"flush" if same else "delete": {"set": {**_T, "name": name}}})
             stale = existing.chains - set(desired.chains) - set(base)
             commands += [{"delete": {"chain": {**_T, "name": name}}} for name in sorted(stale)]
@@ -96,7 +99,9 @@ class PolicyDriver:
             elif before is not definition and before.elements != definition.elements:
                 gone, came = before.elements - definition.elements, definition.elements - before.elements
                 if gone:
-                    removes.append({"delete": {"element": {**_T, "name": name, "elem": [element(e) for e in sorted(gone)]}}})
+                    removes.append(
+                        {"delete": {"element": {**_T, "name": name, "elem": [element(e) for e in sorted(gone)]}}}
+                    )
                 if came:
                     adds.append({"add": {"element": {**_T, "name": name, "elem": [element(e) for e in sorted(came)]}}})
         new_chains = [name for name in new.chains if name not in old.chains]
@@ -108,8 +113,10 @@ class PolicyDriver:
             if before is not None:
                 commands.append({"flush": {"chain": {**_T, "name": name}}})
             commands += [{"add": {"rule": rule_object(name, expr)}} for expr in rules]
-        for map_name, before, after in ((FROM_WORKLOAD_MAP, old.from_workload, new.from_workload),
-                                        (TO_WORKLOAD_MAP, old.to_workload, new.to_workload)):
+        for map_name, before, after in (
+            (FROM_WORKLOAD_MAP, old.from_workload, new.from_workload),
+            (TO_WORKLOAD_MAP, old.to_workload, new.to_workload),
+        ):
             if before == after:
                 continue
             gone = {k: v for k, v in before.items() if after.get(k) != v}

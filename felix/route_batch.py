@@ -79,7 +79,7 @@ class RouteBatch:
                     if msg_type == NLMSG_ERROR:
                         (error,) = struct.unpack_from("i", data, offset + _HEADER.size)
                         raise OSError(-error, "route dump failed")
-                    msg = rtmsg(data[offset:offset + length])
+                    msg = rtmsg(data[offset : offset + length])
                     msg.decode()
                     yield msg
                 offset += max(length, _HEADER.size)

@@ -107,7 +107,9 @@ class RouteDriver:
     def _forget_index(self, ifindex: int) -> None:
         self.route_count -= len(self._programmed.pop(ifindex, ()))
 
-    def _record(self, errors: list[RouteError], routes: list[KernelRoute], added: bool, result: ApplyResult) -> set[int]:
+    def _record(
+        self, errors: list[RouteError], routes: list[KernelRoute], added: bool, result: ApplyResult
+    ) -> set[int]:
         failed_routes = {error.route for error in errors}
         for route in routes:
             if route in failed_routes:

@@ -55,7 +55,7 @@ class FakeKV:
             items = sorted((kv for k, kv in self.data.items() if k.startswith(prefix)), key=lambda kv: kv.key)
             revision = self.revision
         for start in range(0, max(len(items), 1), page_size):
-            yield items[start:start + page_size], revision
+            yield items[start : start + page_size], revision
 
     def prefix_state(self, prefix: str) -> tuple[int, int]:
         with self._cond:
@@ -236,8 +236,8 @@ class FakeNft:
         self.transactions.append(commands)
 
     def _one(self, command: dict) -> None:
-        (verb, body), = command.items()
-        (what, obj), = body.items()
+        ((verb, body),) = command.items()
+        ((what, obj),) = body.items()
         name = obj.get("name") or obj.get("chain")
         if what == "table":
             return
@@ -257,8 +257,10 @@ class FakeNft:
         elif what == "set":
             if verb == "add":
                 self.sets.setdefault(name, set())
-                self.set_types[name] = (tuple(obj["type"]) if isinstance(obj["type"], list) else obj["type"],
-                                        tuple(obj.get("flags", ())))
+                self.set_types[name] = (
+                    tuple(obj["type"]) if isinstance(obj["type"], list) else obj["type"],
+                    tuple(obj.get("flags", ())),
+                )
                 self.sets[name] |= {json.dumps(e, sort_keys=True) for e in obj.get("elem", ())}
             elif verb == "flush":
                 self.sets[name] = set()
@@ -321,6 +323,7 @@ class FakeSpeakerProcess:
 
     def start(self, config: str, env: dict[str, str]) -> None:
         from bgp.exabgp import ExaBGPError
+
         if self.fail_start:
             raise ExaBGPError("could not start")
         self.alive, self.env = True, env
@@ -328,6 +331,7 @@ class FakeSpeakerProcess:
 
     def send(self, command: str) -> None:
         from bgp.exabgp import CommandRefused
+
         if self.refuse and self.refuse in command:
             raise CommandRefused(command, "error")
         self.commands.append(command)
@@ -350,6 +354,7 @@ class FakeBgpKernel:
 
     def set_learned(self, prefix, nexthops, ours_already):
         from bgp.netlink import KernelError
+
         if prefix in self.foreign or (prefix in self.blackholes):
             raise KernelError(prefix, 17, "install")
         self.writes += 1

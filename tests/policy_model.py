@@ -1,8 +1,8 @@
 """Feeding resources to the policy compiler the way the agent does, for tests."""
 
 from policy.compiler.compiler import PolicyCompiler
-from policy.model.documents import load_documents
 from policy.datastore.keys import key_of
+from policy.model.documents import load_documents
 from policy.model.policies import GlobalNetworkPolicy, GlobalNetworkSet, NetworkPolicy, NetworkSet, Profile, Tier
 from policy.model.resources import Namespace, Resource, WorkloadEndpoint
 

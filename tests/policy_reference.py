@@ -60,8 +60,11 @@ class Reference:
 
     def _selected(self, selector: str, namespace_selector, namespace) -> list:
         chosen = parse_selector(selector)
-        return [i for i in self.endpoints + self.netsets
-                if self._in_scope(i, namespace_selector, namespace) and chosen.matches(self._labels(i))]
+        return [
+            i
+            for i in self.endpoints + self.netsets
+            if self._in_scope(i, namespace_selector, namespace) and chosen.matches(self._labels(i))
+        ]
 
     @staticmethod
     def _networks(item) -> list[str]:
@@ -83,12 +86,19 @@ class Reference:
             if entity.serviceAccounts and entity.serviceAccounts.names:
                 names = ", ".join(f"'{n}'" for n in entity.serviceAccounts.names)
                 terms.append(f"projectcalico.org/serviceaccount in {{{names}}}")
-            if not self._address_in(address, self._selected(" && ".join(terms) or "all()", entity.namespaceSelector, namespace)):
+            if not self._address_in(
+                address, self._selected(" && ".join(terms) or "all()", entity.namespaceSelector, namespace)
+            ):
                 return False
-        if entity.notSelector and self._address_in(address, self._selected(entity.notSelector, entity.namespaceSelector, namespace)):
+        if entity.notSelector and self._address_in(
+            address, self._selected(entity.notSelector, entity.namespaceSelector, namespace)
+        ):
             return False
-        scope = [e for e in self._selected(entity.selector or "all()", entity.namespaceSelector, namespace)
-                 if isinstance(e, WorkloadEndpoint)]
+        scope = [
+            e
+            for e in self._selected(entity.selector or "all()", entity.namespaceSelector, namespace)
+            if isinstance(e, WorkloadEndpoint)
+        ]
         if entity.ports and not any(self._port_matches(p, address, port, protocol, scope) for p in entity.ports):
             return False
         return not any(self._port_matches(p, address, port, protocol, scope) for p in entity.notPorts)
@@ -99,8 +109,14 @@ class Reference:
         if ":" in spec:
             low, high = map(int, spec.split(":"))
             return low <= port <= high
-        return any(p.name == spec and p.port == port and PROTOCOL_NUMBERS[p.protocol] == protocol
-                   and any(n.split("/")[0] == address for n in e.spec.ipNetworks) for e in scope for p in e.spec.ports)
+        return any(
+            p.name == spec
+            and p.port == port
+            and PROTOCOL_NUMBERS[p.protocol] == protocol
+            and any(n.split("/")[0] == address for n in e.spec.ipNetworks)
+            for e in scope
+            for p in e.spec.ports
+        )
 
     def _rule_matches(self, rule: Rule, packet: Packet, namespace) -> bool:
         version = ipaddress.ip_address(packet.source).version
@@ -113,24 +129,33 @@ class Reference:
             return False
         if rule.icmp or rule.notICMP:
             return False  # probes are TCP and UDP only
-        return self._side_matches(rule.source, packet.source, -1, packet.protocol, namespace) and \
-            self._side_matches(rule.destination, packet.destination, packet.port, packet.protocol, namespace)
+        return self._side_matches(rule.source, packet.source, -1, packet.protocol, namespace) and self._side_matches(
+            rule.destination, packet.destination, packet.port, packet.protocol, namespace
+        )
 
     # -- evaluation -------------------------------------------------------------------------
     def _applies(self, policy, endpoint: WorkloadEndpoint, direction: str) -> bool:
         if direction not in policy.spec.types:
             return False
         namespace = policy.namespace if isinstance(policy, NetworkPolicy) else None
-        return endpoint in self._selected(policy.spec.selector, getattr(policy.spec, "namespaceSelector", None), namespace)
+        return endpoint in self._selected(
+            policy.spec.selector, getattr(policy.spec, "namespaceSelector", None), namespace
+        )
 
     def _decide(self, endpoint: WorkloadEndpoint, direction: str, packet: Packet) -> bool:
         applicable = [p for p in self.policies if self._applies(p, endpoint, direction)]
-        tiers = sorted({p.spec.tier for p in applicable},
-                       key=lambda t: (self.tiers[t].spec.order if t in self.tiers and self.tiers[t].spec.order is not None
-                                      else INF, t))
+        tiers = sorted(
+            {p.spec.tier for p in applicable},
+            key=lambda t: (
+                self.tiers[t].spec.order if t in self.tiers and self.tiers[t].spec.order is not None else INF,
+                t,
+            ),
+        )
         for tier in tiers:
-            members = sorted((p for p in applicable if p.spec.tier == tier),
-                             key=lambda p: (p.spec.order if p.spec.order is not None else INF, p.name, p.namespace or ""))
+            members = sorted(
+                (p for p in applicable if p.spec.tier == tier),
+                key=lambda p: (p.spec.order if p.spec.order is not None else INF, p.name, p.namespace or ""),
+            )
             outcome = self._run_tier(members, direction, packet)
             if outcome is not None:
                 return outcome
@@ -138,8 +163,11 @@ class Reference:
                 continue
             if (self.tiers[tier].spec.defaultAction if tier in self.tiers else "Deny") == "Deny":
                 return False
-        profiles = [self.profiles[n] for n in endpoint.spec.profiles
-                    if n in self.profiles and getattr(self.profiles[n].spec, direction.lower())]
+        profiles = [
+            self.profiles[n]
+            for n in endpoint.spec.profiles
+            if n in self.profiles and getattr(self.profiles[n].spec, direction.lower())
+        ]
         for profile in profiles:
             for rule in getattr(profile.spec, direction.lower()):
                 if self._rule_matches(rule, packet, None):

@@ -48,16 +48,24 @@ class EndpointFacts:
     @classmethod
     def of(cls, endpoint: WorkloadEndpoint) -> "EndpointFacts":
         spec = endpoint.spec
-        return cls(sys.intern(endpoint.namespace), sys.intern(spec.node), spec.interfaceName, tuple(spec.ipNetworks),
-                   {sys.intern(k): sys.intern(v) for k, v in endpoint.metadata.labels.items()},
-                   tuple(sys.intern(p) for p in spec.profiles),
-                   tuple((p.name, PROTOCOL_NUMBERS[p.protocol], p.port) for p in spec.ports), spec.serviceAccountName)
+        return cls(
+            sys.intern(endpoint.namespace),
+            sys.intern(spec.node),
+            spec.interfaceName,
+            tuple(spec.ipNetworks),
+            {sys.intern(k): sys.intern(v) for k, v in endpoint.metadata.labels.items()},
+            tuple(sys.intern(p) for p in spec.profiles),
+            tuple((p.name, PROTOCOL_NUMBERS[p.protocol], p.port) for p in spec.ports),
+            spec.serviceAccountName,
+        )
 
 
 class CompiledRules:
     """A policy's or profile's chains (per direction) and the sets they reference."""
 
-    def __init__(self, prefix: str, ident: str, rules: dict[str, list[Rule]], namespace: str | None, broken: str | None):
+    def __init__(
+        self, prefix: str, ident: str, rules: dict[str, list[Rule]], namespace: str | None, broken: str | None
+    ):
         self.chains: dict[str, tuple[str, tuple]] = {}
         self.specs: set[SetSpec] = set()
         for direction, direction_rules in rules.items():
@@ -191,7 +199,7 @@ class PolicyCompiler:
             broken = self._quarantined.get(key)
             try:
                 compiled = CompiledPolicy(key, policy, broken)
-            except Exception as exc:  # noqa: BLE001 - a policy that cannot compile fails closed, never crashes
+            except Exception as exc:
                 log.error("policy %s cannot be compiled, its endpoints fail closed: %s", key, exc)
                 broken = f"cannot compile: {exc}"
                 compiled = CompiledPolicy(key, policy, broken)
@@ -238,8 +246,13 @@ class PolicyCompiler:
     def _reindex(self, key: str) -> None:
         self.index.put(key, self._item(key))
         self._dirty_items.add(key)
-        networks = self._endpoints[key].networks if key in self._endpoints else \
-            self._netsets[key].spec.nets if key in self._netsets else None
+        networks = (
+            self._endpoints[key].networks
+            if key in self._endpoints
+            else self._netsets[key].spec.nets
+            if key in self._netsets
+            else None
+        )
         if networks is None:
             self._networks.pop(key, None)
         else:  # per family, ready for set elements
@@ -311,8 +324,11 @@ class PolicyCompiler:
                 self._set_members(selection, self._evaluate(selection))
             elif self._dirty_items:
                 members = self._members[selection]
-                now = {key for key in self._dirty_items
-                       if key in self.index.items and selection.matches(self.index.items[key], self._namespaces)}
+                now = {
+                    key
+                    for key in self._dirty_items
+                    if key in self.index.items and selection.matches(self.index.items[key], self._namespaces)
+                }
                 if now or members & self._dirty_items:
                     self._set_members(selection, (members - self._dirty_items) | now)
         self._dirty_items.clear()
@@ -349,8 +365,14 @@ class PolicyCompiler:
             endpoint = self._endpoints.get(key)
             if endpoint is None:
                 continue
-            ports = [port for name, protocol, port in endpoint.ports if name == spec.port_name and protocol == spec.protocol]
-            hosts = [n.rpartition("/")[0] for n in self._addresses(key, spec.family) if n.endswith("/32" if spec.family == 4 else "/128")]
+            ports = [
+                port for name, protocol, port in endpoint.ports if name == spec.port_name and protocol == spec.protocol
+            ]
+            hosts = [
+                n.rpartition("/")[0]
+                for n in self._addresses(key, spec.family)
+                if n.endswith("/32" if spec.family == 4 else "/128")
+            ]
             elements.update((host, spec.protocol, port) for host in hosts for port in ports)
         return frozenset(elements)
 
@@ -387,14 +409,18 @@ class PolicyCompiler:
         if found is None:
             if len(self._views) > 4 * len(self._chain_users) + 64:
                 self._views.clear()
-            view = EndpointView(self._policy_chains(cache_key[1], direction),
-                                self._profile_chains(self._endpoints[key], direction))
+            view = EndpointView(
+                self._policy_chains(cache_key[1], direction), self._profile_chains(self._endpoints[key], direction)
+            )
             found = self._views[cache_key] = (view, view.chain_name(direction))
         return found
 
     def _profile_chains(self, endpoint: EndpointFacts, direction: str) -> tuple[str, ...]:
-        return tuple(self._profile_rules[p].chains[direction][0] for p in endpoint.profiles
-                     if p in self._profile_rules and direction in self._profile_rules[p].chains)
+        return tuple(
+            self._profile_rules[p].chains[direction][0]
+            for p in endpoint.profiles
+            if p in self._profile_rules and direction in self._profile_rules[p].chains
+        )
 
     def _policy_chains(self, keys: set[str], direction: str) -> tuple:
         """((tier default action, (policy chain, ...)), ...) in evaluation order, for one direction."""
@@ -403,8 +429,13 @@ class PolicyCompiler:
             policy = self._policies[key]
             if direction in policy.chains:
                 tiers[policy.tier].append(policy)
-        return tuple((self._tier_default(tier), tuple(p.chains[direction][0] for p in sorted(tiers[tier], key=lambda p: p.sort_key)))
-                     for tier in sorted(tiers, key=self._tier_sort_key))
+        return tuple(
+            (
+                self._tier_default(tier),
+                tuple(p.chains[direction][0] for p in sorted(tiers[tier], key=lambda p: p.sort_key)),
+            )
+            for tier in sorted(tiers, key=self._tier_sort_key)
+        )
 
     def _tier_sort_key(self, name: str):
         tier = self._tiers.get(name)

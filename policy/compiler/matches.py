@@ -86,8 +86,15 @@ def _family_specific(rule: Rule) -> bool:
         return True
     for entity in (rule.source, rule.destination):
         named = any(isinstance(p, str) and ":" not in p for p in entity.ports + entity.notPorts)
-        if entity.nets or entity.notNets or entity.selector or entity.notSelector or entity.namespaceSelector \
-                or entity.serviceAccounts or named:
+        if (
+            entity.nets
+            or entity.notNets
+            or entity.selector
+            or entity.notSelector
+            or entity.namespaceSelector
+            or entity.serviceAccounts
+            or named
+        ):
             return True
     return False
 
@@ -104,8 +111,9 @@ def _icmp(icmp: ICMPMatch, family: int, negated: bool) -> list[Expr]:
     return [match(type_, icmp.type), match(code, icmp.code)]
 
 
-def _side(entity: EntityRule, side: str, family: int | None, namespace: str | None, protocol: int | None,
-          want: WantSet) -> list[list[Expr]] | None:
+def _side(
+    entity: EntityRule, side: str, family: int | None, namespace: str | None, protocol: int | None, want: WantSet
+) -> list[list[Expr]] | None:
     """Alternatives for one side (source or destination); None when it cannot match this family."""
     common: list[Expr] = []
     if family is not None:
@@ -116,7 +124,9 @@ def _side(entity: EntityRule, side: str, family: int | None, namespace: str | No
             common.append(match(_address(family, side), "@" + want(SetSpec(family, nets=tuple(sorted(nets))))))
         not_nets = [n for n in entity.notNets if (":" in n) == (family == 6)]
         if not_nets:
-            common.append(match(_address(family, side), "@" + want(SetSpec(family, nets=tuple(sorted(not_nets)))), "!="))
+            common.append(
+                match(_address(family, side), "@" + want(SetSpec(family, nets=tuple(sorted(not_nets)))), "!=")
+            )
         selection = _selection(entity, entity.selector, namespace)
         if selection:
             common.append(match(_address(family, side), "@" + want(SetSpec(family, selection))))

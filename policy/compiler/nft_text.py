@@ -25,7 +25,7 @@ def value(v, quote=False) -> str:
         return str(v)
     if isinstance(v, list):
         return "{ " + ", ".join(value(x, quote) for x in v) + " }"
-    (kind, body), = v.items()
+    ((kind, body),) = v.items()
     if kind == "set":
         return "{ " + ", ".join(value(x, quote) for x in body) + " }"
     if kind == "prefix":
@@ -39,7 +39,7 @@ def value(v, quote=False) -> str:
 
 
 def expression(e) -> str:
-    (kind, body), = e.items()
+    ((kind, body),) = e.items()
     if kind == "meta":
         return f"meta {body['key']}"
     if kind == "payload":
@@ -63,10 +63,15 @@ def _quoting(left):
 
 
 def statement(s: dict) -> str:
-    (kind, body), = s.items()
+    ((kind, body),) = s.items()
     if kind == "match":
         right = body["right"]
-        lookup = isinstance(right, (list, dict)) and "concat" not in right or isinstance(right, str) and right.startswith("@")
+        lookup = (
+            isinstance(right, (list, dict))
+            and "concat" not in right
+            or isinstance(right, str)
+            and right.startswith("@")
+        )
         if body["op"] == "in" and isinstance(right, list):  # flags, as `ct state established,related`
             return f"{expression(body['left'])} {','.join(right)}"
         op = {"==": "" if lookup else "== ", "!=": "!= "}[body["op"]]
@@ -97,16 +102,18 @@ def _type(t) -> str:
 
 
 def command(c: dict, set_types: dict[str, object]) -> str:
-    (verb, body), = c.items()
-    (what, obj), = body.items()
+    ((verb, body),) = c.items()
+    ((what, obj),) = body.items()
     if what == "ruleset":
         return f"{verb} ruleset"
     if what == "table":
         return f"{verb} table {_ident(obj)}"
     if what == "chain":
         if verb == "add" and "hook" in obj:
-            return (f"add chain {_ident(obj)} {{ type {obj['type']} hook {obj['hook']} priority {obj['prio']}; "
-                    f"policy {obj['policy']}; }}")
+            return (
+                f"add chain {_ident(obj)} {{ type {obj['type']} hook {obj['hook']} priority {obj['prio']}; "
+                f"policy {obj['policy']}; }}"
+            )
         return f"{verb} chain {_ident(obj)}"
     if what == "rule":
         return f"add rule {obj['family']} {obj['table']} {obj['chain']} " + " ".join(statement(s) for s in obj["expr"])
@@ -135,11 +142,15 @@ def _block(commands: list[dict], set_types: dict) -> str:
     table = commands[0]["add"]["table"]
     lines, chains = [f"table {table['family']} {table['name']} {{"], {}
     for c in commands[1:]:
-        (what, obj), = c["add"].items()
+        ((what, obj),) = c["add"].items()
         if what in ("set", "map"):
             lines.append(f"\t{what} {obj['name']} {{ {_set_body(what, obj, set_types)} }}")
         elif what == "chain":
-            head = f"type {obj['type']} hook {obj['hook']} priority {obj['prio']}; policy {obj['policy']};" if "hook" in obj else ""
+            head = (
+                f"type {obj['type']} hook {obj['hook']} priority {obj['prio']}; policy {obj['policy']};"
+                if "hook" in obj
+                else ""
+            )
             chains.setdefault(obj["name"], [head, []])[0] = head or chains.get(obj["name"], [""])[0]
         else:
             chains.setdefault(obj["chain"], ["", []])[1].append(" ".join(statement(s) for s in obj["expr"]))
@@ -157,7 +168,7 @@ def render(commands: list[dict], set_types: dict[str, object] | None = None) -> 
     additions that starts by adding the table becomes one table block."""
     types = set_types if set_types is not None else {}
     start = next((i for i, c in enumerate(commands) if "add" in c and "table" in c["add"]), len(commands))
-    if any(set(c) != {"add"} or not set(c["add"]) <= {"set", "map", "chain", "rule"} for c in commands[start + 1:]):
+    if any(set(c) != {"add"} or not set(c["add"]) <= {"set", "map", "chain", "rule"} for c in commands[start + 1 :]):
         start = len(commands)
     lines = [command(c, types) for c in commands[:start]]
     if start < len(commands):

@@ -18,8 +18,10 @@ SOURCES = {4: "wl-src4", 6: "wl-src6"}  # (interface, address) a workload may se
 _T = {"family": FAMILY, "table": TABLE}
 _IIF, _OIF = {"meta": {"key": "iifname"}}, {"meta": {"key": "oifname"}}
 _ESTABLISHED = match({"ct": {"key": "state"}}, ["established", "related"], "in")
-_ND = match({"payload": {"protocol": "icmpv6", "field": "type"}},
-            {"set": ["nd-neighbor-solicit", "nd-neighbor-advert", "nd-router-solicit"]})
+_ND = match(
+    {"payload": {"protocol": "icmpv6", "field": "type"}},
+    {"set": ["nd-neighbor-solicit", "nd-neighbor-advert", "nd-router-solicit"]},
+)
 
 
 @dataclass
@@ -42,8 +44,12 @@ def interface_sets(sources: dict[str, tuple[str, ...]]) -> dict[str, SetDef]:
     """The known workload interfaces, and per family the (interface, network) pairs for anti-spoofing."""
     sets = {KNOWN_INTERFACES: SetDef("ifname", False, frozenset(sources))}
     for family, name in SOURCES.items():
-        pairs = frozenset((interface, network.removesuffix("/32" if family == 4 else "/128"))
-                          for interface, networks in sources.items() for network in networks if (":" in network) == (family == 6))
+        pairs = frozenset(
+            (interface, network.removesuffix("/32" if family == 4 else "/128"))
+            for interface, networks in sources.items()
+            for network in networks
+            if (":" in network) == (family == 6)
+        )
         sets[name] = SetDef(["ifname", "ipv4_addr" if family == 4 else "ipv6_addr"], True, pairs)
     return sets
 
@@ -52,19 +58,34 @@ def base_chains() -> dict[str, tuple[dict, tuple]]:
     """The hooked chains: (definition, rules).  Unknown workload interfaces carry nothing;
     host-to-workload traffic (output) is not filtered, as in Calico."""
     unknown_in = [match(_IIF, WORKLOAD_INTERFACE_PATTERN), match(_IIF, "@" + KNOWN_INTERFACES, "!="), {"drop": None}]
-    spoofed = [[match(_IIF, "@" + KNOWN_INTERFACES), match({"concat": [_IIF, {"payload": {"protocol": proto, "field": "saddr"}}]},
-                                                          "@" + SOURCES[family], "!="), {"drop": None}]
-               for family, proto in ((4, "ip"), (6, "ip6"))]
+    spoofed = [
+        [
+            match(_IIF, "@" + KNOWN_INTERFACES),
+            match({"concat": [_IIF, {"payload": {"protocol": proto, "field": "saddr"}}]}, "@" + SOURCES[family], "!="),
+            {"drop": None},
+        ]
+        for family, proto in ((4, "ip"), (6, "ip6"))
+    ]
     unknown_out = [match(_OIF, WORKLOAD_INTERFACE_PATTERN), match(_OIF, "@" + KNOWN_INTERFACES, "!="), {"drop": None}]
     dispatch_in = [{"vmap": {"key": _IIF, "data": "@" + FROM_WORKLOAD_MAP}}]
     dispatch_out = [{"vmap": {"key": _OIF, "data": "@" + TO_WORKLOAD_MAP}}]
     established = [_ESTABLISHED, {"accept": None}]
     hooked = {"type": "filter", "prio": 0, "policy": "accept"}
     return {
-        "forward": ({**hooked, "hook": "forward"}, (established, unknown_in, unknown_out, *spoofed, dispatch_in, dispatch_out)),
-        "input": ({**hooked, "hook": "input"},
-                  (established, [match(_IIF, WORKLOAD_INTERFACE_PATTERN), _ND, {"accept": None}], unknown_in, *spoofed,
-                   dispatch_in)),
+        "forward": (
+            {**hooked, "hook": "forward"},
+            (established, unknown_in, unknown_out, *spoofed, dispatch_in, dispatch_out),
+        ),
+        "input": (
+            {**hooked, "hook": "input"},
+            (
+                established,
+                [match(_IIF, WORKLOAD_INTERFACE_PATTERN), _ND, {"accept": None}],
+                unknown_in,
+                *spoofed,
+                dispatch_in,
+            ),
+        ),
     }
 
 
@@ -113,4 +134,3 @@ def full_commands(ruleset: Ruleset) -> list[dict]:
         commands.append({"add": {"chain": {**_T, "name": name, **definition}}})
         commands.extend({"add": {"rule": rule_object(name, expr)}} for expr in rules)
     return commands
-

@@ -34,11 +34,15 @@ class Selection:
             return False
         return parse_selector(self.selector).matches(item.labels)
 
-    def scoped_namespaces(self, namespace_labels: Mapping[str, Mapping[str, str]], known: Iterable[str | None]) -> set[str | None] | None:
+    def scoped_namespaces(
+        self, namespace_labels: Mapping[str, Mapping[str, str]], known: Iterable[str | None]
+    ) -> set[str | None] | None:
         """The namespaces (None: global items) this selection may pick from; None means all."""
         if self.namespace_selector is not None:
             selector = parse_selector(self.namespace_selector)
-            return {ns for ns in known if namespace_matches(selector, None if ns is None else namespace_labels.get(ns, {}))}
+            return {
+                ns for ns in known if namespace_matches(selector, None if ns is None else namespace_labels.get(ns, {}))
+            }
         if self.namespace is not None:
             return {self.namespace}
         return None
@@ -78,4 +82,6 @@ def collapse(networks: Iterable[str]) -> frozenset[str]:
     nets = [ipaddress.ip_network(n) for n in networks]
     if all(n.num_addresses == 1 for n in nets):
         return frozenset(str(n.network_address) for n in nets)
-    return frozenset(str(n.network_address) if n.num_addresses == 1 else str(n) for n in ipaddress.collapse_addresses(nets))
+    return frozenset(
+        str(n.network_address) if n.num_addresses == 1 else str(n) for n in ipaddress.collapse_addresses(nets)
+    )

@@ -69,7 +69,9 @@ def show(ctx):
         click.echo(f"{pool.spec.cidr:20} /{pool.spec.blockSize:<6} {str(pool.spec.disabled).lower():10} {used}/{size}")
     click.echo("\nBLOCK                NODE           IN USE")
     for block in sorted(blocks, key=lambda b: (b.network.version, b.network)):
-        click.echo(f"{block.cidr:20} {block.affinity or '<none>':14} {len(block.allocations)}/{block.network.num_addresses}")
+        click.echo(
+            f"{block.cidr:20} {block.affinity or '<none>':14} {len(block.allocations)}/{block.network.num_addresses}"
+        )
     per_node = Counter()
     for block in blocks:
         per_node[block.affinity or "<none>"] += len(block.allocations)

@@ -8,18 +8,18 @@ from pathlib import Path
 import click
 import yaml
 
-from policy.model.documents import DocumentError, load_documents
 from policy.ctl.errors import run_datastore as _run
-from policy.datastore.etcd import EtcdKV
 from policy.ctl.ipam import ipam
 from policy.ctl.node import node
-from policy.datastore.keys import key_of, parse_status_key, status_root
-from policy.model.kinds import DEFAULT_NAMESPACE, UnknownKind, resolve_kind
 from policy.ctl.output import render, to_document
+from policy.datastore.etcd import EtcdKV
+from policy.datastore.keys import key_of, parse_status_key, status_root
+from policy.datastore.store import NotFound, Ref, ResourceStore, WriteMode
+from policy.model.documents import DocumentError, load_documents
+from policy.model.kinds import DEFAULT_NAMESPACE, UnknownKind, resolve_kind
 from policy.model.policies import GlobalNetworkPolicy, NetworkPolicy
 from policy.model.resources import Resource
 from policy.runtime.settings import etcd_options, etcd_settings
-from policy.datastore.store import NotFound, Ref, ResourceStore, WriteMode
 
 _DOCUMENT_SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -75,7 +75,11 @@ def _load(paths: tuple[str, ...], namespace: str | None) -> list[Resource]:
 
 
 def _describe(resource: Resource) -> str:
-    return f"{resource.kind} {resource.namespace}/{resource.name}" if resource.namespace else f"{resource.kind} {resource.name}"
+    return (
+        f"{resource.kind} {resource.namespace}/{resource.name}"
+        if resource.namespace
+        else f"{resource.kind} {resource.name}"
+    )
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -86,8 +90,14 @@ def cli(ctx, **options):
     ctx.obj = Context(options)
 
 
-_file_option = click.option("-f", "--filename", "paths", multiple=True, required=True,
-                            help="File, directory of .yaml/.yml/.json files, or - for stdin. Repeatable.")
+_file_option = click.option(
+    "-f",
+    "--filename",
+    "paths",
+    multiple=True,
+    required=True,
+    help="File, directory of .yaml/.yml/.json files, or - for stdin. Repeatable.",
+)
 _namespace_option = click.option("-n", "--namespace", default=None, help="Namespace for namespaced resources.")
 
 
@@ -142,6 +152,7 @@ def _write_command(name: str, mode: WriteMode, verb: str, doc: str):
         _run(lambda: ctx.store.write(resources, mode))
         for resource in resources:
             click.echo(f"{_describe(resource)} {verb}")
+
     return command
 
 
@@ -173,8 +184,16 @@ def diff(ctx: Context, paths, namespace):
             continue
         changed += 1
         label = _describe(resource)
-        click.echo("".join(difflib.unified_diff(before.splitlines(True), after.splitlines(True),
-                                                f"{label} (etcd)" if before else "/dev/null", f"{label} (files)")))
+        click.echo(
+            "".join(
+                difflib.unified_diff(
+                    before.splitlines(True),
+                    after.splitlines(True),
+                    f"{label} (etcd)" if before else "/dev/null",
+                    f"{label} (files)",
+                )
+            )
+        )
     click.echo(f"{changed} of {len(resources)} resources would change")
 
 
@@ -207,7 +226,9 @@ def _model(kind: str) -> type[Resource]:
 @click.argument("names", nargs=-1)
 @_namespace_option
 @click.option("-A", "--all-namespaces", is_flag=True, help="List across all namespaces.")
-@click.option("-o", "--output", "fmt", type=click.Choice(["table", "wide", "yaml", "json"]), default="table", show_default=True)
+@click.option(
+    "-o", "--output", "fmt", type=click.Choice(["table", "wide", "yaml", "json"]), default="table", show_default=True
+)
 @click.pass_obj
 def get(ctx: Context, kind, names, namespace, all_namespaces, fmt):
     """Show resources of KIND, all or the NAMES given."""

@@ -5,8 +5,8 @@ import json
 import yaml
 
 from policy.model.bgp import BGPConfiguration, BGPPeer
-from policy.model.pools import IPPool
 from policy.model.policies import GlobalNetworkPolicy, GlobalNetworkSet, NetworkPolicy, NetworkSet, Profile, Tier
+from policy.model.pools import IPPool
 from policy.model.resources import Namespace, Node, Resource, WorkloadEndpoint
 
 
@@ -17,37 +17,69 @@ def _labels(resource: Resource) -> str:
 # Per kind: (heading, value) for the default table, then the extra ones -o wide adds.
 COLUMNS = {
     WorkloadEndpoint: (
-        [("NODE", lambda r: r.spec.node), ("INTERFACE", lambda r: r.spec.interfaceName),
-         ("NETWORKS", lambda r: ",".join(r.spec.ipNetworks) or "<none>")],
-        [("WORKLOAD", lambda r: r.spec.workload or ""), ("PROFILES", lambda r: ",".join(r.spec.profiles)),
-         ("LABELS", _labels)],
+        [
+            ("NODE", lambda r: r.spec.node),
+            ("INTERFACE", lambda r: r.spec.interfaceName),
+            ("NETWORKS", lambda r: ",".join(r.spec.ipNetworks) or "<none>"),
+        ],
+        [
+            ("WORKLOAD", lambda r: r.spec.workload or ""),
+            ("PROFILES", lambda r: ",".join(r.spec.profiles)),
+            ("LABELS", _labels),
+        ],
     ),
     Node: (
-        [("ASN", lambda r: str(r.spec.bgp.asNumber or "") if r.spec.bgp else ""),
-         ("IPV4", lambda r: (r.spec.bgp.ipv4Address or "") if r.spec.bgp else ""),
-         ("IPV6", lambda r: (r.spec.bgp.ipv6Address or "") if r.spec.bgp else "")],
+        [
+            ("ASN", lambda r: str(r.spec.bgp.asNumber or "") if r.spec.bgp else ""),
+            ("IPV4", lambda r: (r.spec.bgp.ipv4Address or "") if r.spec.bgp else ""),
+            ("IPV6", lambda r: (r.spec.bgp.ipv6Address or "") if r.spec.bgp else ""),
+        ],
         [("LABELS", _labels)],
     ),
     Namespace: ([("LABELS", _labels)], []),
     Tier: ([("ORDER", lambda r: _order(r.spec.order)), ("DEFAULT", lambda r: r.spec.defaultAction)], []),
     NetworkSet: ([("NETS", lambda r: ",".join(r.spec.nets) or "<none>")], [("LABELS", _labels)]),
     GlobalNetworkSet: ([("NETS", lambda r: ",".join(r.spec.nets) or "<none>")], [("LABELS", _labels)]),
-    Profile: ([("INGRESS", lambda r: str(len(r.spec.ingress))), ("EGRESS", lambda r: str(len(r.spec.egress)))],
-              [("LABELS-TO-APPLY", lambda r: ",".join(f"{k}={v}" for k, v in sorted(r.spec.labelsToApply.items())))]),
-    IPPool: ([("CIDR", lambda r: r.spec.cidr), ("BLOCK", lambda r: f"/{r.spec.blockSize}"),
-              ("DISABLED", lambda r: str(r.spec.disabled).lower())],
-             [("SELECTOR", lambda r: r.spec.nodeSelector), ("STRICT", lambda r: str(r.spec.strictAffinity).lower()),
-              ("BGP-EXPORT", lambda r: str(not r.spec.disableBGPExport).lower())]),
-    BGPConfiguration: ([("ASN", lambda r: str(r.spec.asNumber)), ("MESH", lambda r: str(r.spec.nodeToNodeMeshEnabled).lower())],
-                       [("ADVERTISEMENTS", lambda r: ",".join(a.cidr for a in r.spec.prefixAdvertisements))]),
-    BGPPeer: ([("PEER", lambda r: r.spec.peerIP or r.spec.peerSelector), ("ASN", lambda r: str(r.spec.asNumber or "")),
-               ("NODE", lambda r: r.spec.node or r.spec.nodeSelector or "(all)")],
-              [("KEEP-NEXT-HOP", lambda r: str(r.spec.keepOriginalNextHop).lower())]),
+    Profile: (
+        [("INGRESS", lambda r: str(len(r.spec.ingress))), ("EGRESS", lambda r: str(len(r.spec.egress)))],
+        [("LABELS-TO-APPLY", lambda r: ",".join(f"{k}={v}" for k, v in sorted(r.spec.labelsToApply.items())))],
+    ),
+    IPPool: (
+        [
+            ("CIDR", lambda r: r.spec.cidr),
+            ("BLOCK", lambda r: f"/{r.spec.blockSize}"),
+            ("DISABLED", lambda r: str(r.spec.disabled).lower()),
+        ],
+        [
+            ("SELECTOR", lambda r: r.spec.nodeSelector),
+            ("STRICT", lambda r: str(r.spec.strictAffinity).lower()),
+            ("BGP-EXPORT", lambda r: str(not r.spec.disableBGPExport).lower()),
+        ],
+    ),
+    BGPConfiguration: (
+        [("ASN", lambda r: str(r.spec.asNumber)), ("MESH", lambda r: str(r.spec.nodeToNodeMeshEnabled).lower())],
+        [("ADVERTISEMENTS", lambda r: ",".join(a.cidr for a in r.spec.prefixAdvertisements))],
+    ),
+    BGPPeer: (
+        [
+            ("PEER", lambda r: r.spec.peerIP or r.spec.peerSelector),
+            ("ASN", lambda r: str(r.spec.asNumber or "")),
+            ("NODE", lambda r: r.spec.node or r.spec.nodeSelector or "(all)"),
+        ],
+        [("KEEP-NEXT-HOP", lambda r: str(r.spec.keepOriginalNextHop).lower())],
+    ),
 }
 _POLICY_COLUMNS = (
-    [("TIER", lambda r: r.spec.tier), ("ORDER", lambda r: _order(r.spec.order)), ("SELECTOR", lambda r: r.spec.selector)],
-    [("TYPES", lambda r: ",".join(r.spec.types)), ("INGRESS", lambda r: str(len(r.spec.ingress))),
-     ("EGRESS", lambda r: str(len(r.spec.egress)))],
+    [
+        ("TIER", lambda r: r.spec.tier),
+        ("ORDER", lambda r: _order(r.spec.order)),
+        ("SELECTOR", lambda r: r.spec.selector),
+    ],
+    [
+        ("TYPES", lambda r: ",".join(r.spec.types)),
+        ("INGRESS", lambda r: str(len(r.spec.ingress))),
+        ("EGRESS", lambda r: str(len(r.spec.egress))),
+    ],
 )
 COLUMNS[NetworkPolicy] = COLUMNS[GlobalNetworkPolicy] = _POLICY_COLUMNS
 
@@ -62,8 +94,13 @@ def to_document(resource: Resource) -> dict:
     return resource.model_dump(mode="json", exclude_none=True)
 
 
-def render_table(model: type[Resource], resources: list[Resource], wide: bool, all_namespaces: bool,
-                 status: dict[str, str] | None = None) -> str:
+def render_table(
+    model: type[Resource],
+    resources: list[Resource],
+    wide: bool,
+    all_namespaces: bool,
+    status: dict[str, str] | None = None,
+) -> str:
     basic, extra = COLUMNS[model]
     columns = [("NAME", lambda r: r.name)] + basic + (extra if wide else [])
     if status is not None:
@@ -75,8 +112,14 @@ def render_table(model: type[Resource], resources: list[Resource], wide: bool, a
     return "\n".join("   ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
 
 
-def render(model: type[Resource], resources: list[Resource], fmt: str, all_namespaces: bool, single: bool,
-           status: dict[str, str] | None = None) -> str:
+def render(
+    model: type[Resource],
+    resources: list[Resource],
+    fmt: str,
+    all_namespaces: bool,
+    single: bool,
+    status: dict[str, str] | None = None,
+) -> str:
     if fmt == "yaml":
         return yaml.safe_dump_all([to_document(r) for r in resources], sort_keys=False).rstrip()
     if fmt == "json":

@@ -111,7 +111,9 @@ class EtcdKV:
             client = self._connect()
             try:
                 stub_call = getattr(client.kvstub, method)
-                return stub_call(request, self._settings.timeout, credentials=client.call_credentials, metadata=client.metadata)
+                return stub_call(
+                    request, self._settings.timeout, credentials=client.call_credentials, metadata=client.metadata
+                )
             except grpc.RpcError as exc:
                 error = _rpc_error(exc)
                 if not isinstance(error, Unavailable):
@@ -143,9 +145,17 @@ class EtcdKV:
     def prefix_state(self, prefix: str) -> tuple[int, int]:
         start, end = prefix.encode(), increment_last_byte(prefix.encode())
         count = self._call("Range", etcdrpc.RangeRequest(key=start, range_end=end, count_only=True)).count
-        newest = self._call("Range", etcdrpc.RangeRequest(
-            key=start, range_end=end, limit=1, keys_only=True,
-            sort_order=etcdrpc.RangeRequest.DESCEND, sort_target=etcdrpc.RangeRequest.MOD)).kvs
+        newest = self._call(
+            "Range",
+            etcdrpc.RangeRequest(
+                key=start,
+                range_end=end,
+                limit=1,
+                keys_only=True,
+                sort_order=etcdrpc.RangeRequest.DESCEND,
+                sort_target=etcdrpc.RangeRequest.MOD,
+            ),
+        ).kvs
         return count, (newest[0].mod_revision if newest else 0)
 
     def commit(self, writes: Sequence[Write]) -> int:
@@ -153,9 +163,15 @@ class EtcdKV:
         for write in writes:
             key = write.key.encode()
             if write.expect == PRESENT:
-                compares.append(etcdrpc.Compare(result=etcdrpc.Compare.GREATER, target=etcdrpc.Compare.VERSION, key=key, version=0))
+                compares.append(
+                    etcdrpc.Compare(result=etcdrpc.Compare.GREATER, target=etcdrpc.Compare.VERSION, key=key, version=0)
+                )
             elif write.expect is not ANY:
-                compares.append(etcdrpc.Compare(result=etcdrpc.Compare.EQUAL, target=etcdrpc.Compare.MOD, key=key, mod_revision=write.expect))
+                compares.append(
+                    etcdrpc.Compare(
+                        result=etcdrpc.Compare.EQUAL, target=etcdrpc.Compare.MOD, key=key, mod_revision=write.expect
+                    )
+                )
             if write.value is None:
                 success.append(etcdrpc.RequestOp(request_delete_range=etcdrpc.DeleteRangeRequest(key=key)))
             else:
@@ -196,7 +212,9 @@ class EtcdKV:
                     call_holder[0].cancel()
                     return
 
-        call = etcdrpc.WatchStub(client.channel).Watch(requests(), credentials=client.call_credentials, metadata=client.metadata)
+        call = etcdrpc.WatchStub(client.channel).Watch(
+            requests(), credentials=client.call_credentials, metadata=client.metadata
+        )
         call_holder.append(call)
         try:
             for response in call:

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 
 from policy.datastore.keys import ipam_block_key, ipam_blocks_prefix, ipam_handle_key, ipam_handles_prefix, kind_prefix
 from policy.datastore.kv import ABSENT, KV, Conflict, KVError, Write
+from policy.datastore.store import ResourceStore, decode
 from policy.model.pools import IPPool
 from policy.model.resources import Node, WorkloadEndpoint
 from policy.model.selector import parse_selector
-from policy.datastore.store import ResourceStore, decode
 
 MAX_ATTEMPTS = 50
 
@@ -56,8 +56,15 @@ class Block:
         return int(ipaddress.ip_address(address)) - int(self.network.network_address)
 
     def encode(self) -> bytes:
-        return json.dumps({"cidr": self.cidr, "pool": self.pool, "affinity": self.affinity,
-                           "allocations": {str(k): v for k, v in sorted(self.allocations.items())}}, sort_keys=True).encode()
+        return json.dumps(
+            {
+                "cidr": self.cidr,
+                "pool": self.pool,
+                "affinity": self.affinity,
+                "allocations": {str(k): v for k, v in sorted(self.allocations.items())},
+            },
+            sort_keys=True,
+        ).encode()
 
 
 @dataclass
@@ -88,8 +95,15 @@ class IPAM:
         for page, _ in self.kv.pages(ipam_blocks_prefix(self.prefix)):
             for item in page:
                 data = json.loads(item.value)
-                blocks.append(Block(data["cidr"], data["pool"], data["affinity"],
-                                    {int(k): v for k, v in data["allocations"].items()}, item.mod_revision))
+                blocks.append(
+                    Block(
+                        data["cidr"],
+                        data["pool"],
+                        data["affinity"],
+                        {int(k): v for k, v in data["allocations"].items()},
+                        item.mod_revision,
+                    )
+                )
         return blocks
 
     def handle(self, handle: str) -> Handle | None:
@@ -181,8 +195,12 @@ class IPAM:
         address = block.address(offset)
         block.allocations[offset] = record.handle
         record.addresses = sorted(set(record.addresses) | {address})
-        self.kv.commit([Write(self._block_key(block.cidr), block.encode(), block.revision),
-                        Write(self._handle_key(record.handle), record.encode(), record.revision)])
+        self.kv.commit(
+            [
+                Write(self._block_key(block.cidr), block.encode(), block.revision),
+                Write(self._handle_key(record.handle), record.encode(), record.revision),
+            ]
+        )
         return address
 
     # -- release --------------------------------------------------------------------------
@@ -246,9 +264,16 @@ class IPAM:
         handles = self.handles()
         return {
             "leaked": sorted(f"{a} (handle {h})" for a, h in allocated.items() if a not in used),
-            "unallocated": sorted(f"{a} ({', '.join(e)})" for a, e in used.items()
-                                  if a not in allocated and any(ipaddress.ip_address(a) in p for p in pools)),
+            "unallocated": sorted(
+                f"{a} ({', '.join(e)})"
+                for a, e in used.items()
+                if a not in allocated and any(ipaddress.ip_address(a) in p for p in pools)
+            ),
             "duplicates": sorted(f"{a} ({', '.join(e)})" for a, e in used.items() if len(e) > 1),
-            "dangling": sorted(f"{a} (handle {h.handle})" for h in handles.values() for a in h.addresses
-                               if allocated.get(a) != h.handle),
+            "dangling": sorted(
+                f"{a} (handle {h.handle})"
+                for h in handles.values()
+                for a in h.addresses
+                if allocated.get(a) != h.handle
+            ),
         }

@@ -1,10 +1,10 @@
 """Every etcd key layout Calyx uses, in one place.
 
-    <prefix>/v1/<plural>/[<namespace>/]<name>    resources (the tree the daemons watch)
-    <prefix>/v1/ipam/blocks/<cidr, '/' as '-'>    IPAM blocks
-    <prefix>/v1/ipam/handles/<handle>             IPAM handles
-    <prefix>/status/<node>/<topic>                per-node status (bgp, policies), outside the watched
-                                                  tree so no daemon receives another node's writes"""
+<prefix>/v1/<plural>/[<namespace>/]<name>    resources (the tree the daemons watch)
+<prefix>/v1/ipam/blocks/<cidr, '/' as '-'>    IPAM blocks
+<prefix>/v1/ipam/handles/<handle>             IPAM handles
+<prefix>/status/<node>/<topic>                per-node status (bgp, policies), outside the watched
+                                              tree so no daemon receives another node's writes"""
 
 from policy.model.kinds import DEFAULT_NAMESPACE, KINDS
 from policy.model.resources import Resource
@@ -39,7 +39,7 @@ def parse_key(prefix: str, key: str) -> tuple[type[Resource], str | None, str]:
     root = resources_root(prefix)
     if not key.startswith(root):
         raise ValueError(f"key {key!r} is not under {root!r}")
-    parts = key[len(root):].split("/")
+    parts = key[len(root) :].split("/")
     for model in KINDS.values():
         if parts[0] != model.plural:
             continue
@@ -79,5 +79,5 @@ def status_key(prefix: str, node: str, topic: str) -> str:
 def parse_status_key(prefix: str, key: str) -> tuple[str, str] | None:
     """(node, topic) of a status key, None for anything else."""
     root = status_root(prefix)
-    parts = key[len(root):].split("/") if key.startswith(root) else []
+    parts = key[len(root) :].split("/") if key.startswith(root) else []
     return (parts[0], parts[1]) if len(parts) == 2 and all(parts) else None

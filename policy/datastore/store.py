@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 
-from policy.model.documents import DocumentError, Problem, parse_resource
 from policy.datastore.keys import DEFAULT_PREFIX, key_of, kind_prefix, parse_key, resource_key
 from policy.datastore.kv import ABSENT, ANY, KV, PRESENT, Conflict, KVError, Write
+from policy.model.documents import DocumentError, Problem, parse_resource
 from policy.model.resources import Resource
 
 # etcd refuses transactions of more than 128 operations by default (--max-txn-ops).
@@ -72,7 +72,10 @@ class ResourceStore:
         key = resource_key(self.prefix, model, name, namespace)
         item = self.kv.get(key)
         if item is None:
-            raise NotFound(f"{model.model_fields['kind'].default} {name!r} not found" + (f" in namespace {namespace!r}" if model.namespaced else ""))
+            raise NotFound(
+                f"{model.model_fields['kind'].default} {name!r} not found"
+                + (f" in namespace {namespace!r}" if model.namespaced else "")
+            )
         return decode(self.prefix, item.key, item.value, item.mod_revision)
 
     def list(self, model: type[Resource], namespace: str | None = None) -> tuple[list[Resource], list[DocumentError]]:
@@ -108,5 +111,5 @@ class ResourceStore:
     def _commit(self, writes: list[Write]) -> int:
         revision = 0
         for start in range(0, len(writes), MAX_TXN_OPS):
-            revision = self.kv.commit(writes[start:start + MAX_TXN_OPS])
+            revision = self.kv.commit(writes[start : start + MAX_TXN_OPS])
         return revision

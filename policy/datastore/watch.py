@@ -94,8 +94,15 @@ class Syncer:
             immediate = reason in ("compacted", "stalled") and delay == 0.0
             delay = self._backoff.next(delay)
             wait = 0.0 if immediate else Backoff.jittered(delay)
-            log.log(logging.ERROR if reason == "error" else logging.WARNING, "watch of %s: %s (%s); re-listing in %.1fs",
-                    self._prefix, reason, error, wait, exc_info=reason == "error")
+            log.log(
+                logging.ERROR if reason == "error" else logging.WARNING,
+                "watch of %s: %s (%s); re-listing in %.1fs",
+                self._prefix,
+                reason,
+                error,
+                wait,
+                exc_info=reason == "error",
+            )
             self._on_resync(reason)
             self._stop.wait(wait)
 
@@ -162,6 +169,12 @@ class Syncer:
         gone = [Change(key, None, revision) for key in self._held.keys() - seen]
         self._emit(SyncBatch(self._remember(sorted(gone, key=lambda c: c.key)), revision, complete=True))
         self._seen_revision = revision
-        log.info("listed %s: %d keys at revision %d (%d removed) in %.2fs", self._prefix, len(seen), revision, len(gone),
-                 time.perf_counter() - started)
+        log.info(
+            "listed %s: %d keys at revision %d (%d removed) in %.2fs",
+            self._prefix,
+            len(seen),
+            revision,
+            len(gone),
+            time.perf_counter() - started,
+        )
         return revision

@@ -41,8 +41,10 @@ class BGPConfigurationSpec(Model):
         for advertisement in self.prefixAdvertisements:
             for community in advertisement.communities:
                 if community not in named and not _is_literal_community(community):
-                    raise ValueError(f"prefixAdvertisements {advertisement.cidr}: community {community!r} is neither "
-                                     "a name from communities nor a value like 65000:100")
+                    raise ValueError(
+                        f"prefixAdvertisements {advertisement.cidr}: community {community!r} is neither "
+                        "a name from communities nor a value like 65000:100"
+                    )
         return self
 
 

@@ -30,7 +30,9 @@ class DocumentError(ValueError):
         where = self.source if self.index is None else f"{self.source}: document {self.index}"
         if self.what:
             where += f" ({self.what})"
-        return "\n".join(f"{where}: {p.field}: {p.message}" if p.field else f"{where}: {p.message}" for p in self.problems)
+        return "\n".join(
+            f"{where}: {p.field}: {p.message}" if p.field else f"{where}: {p.message}" for p in self.problems
+        )
 
 
 class _Invalid(Exception):
@@ -84,7 +86,9 @@ def _normalise(doc: dict, namespace: str | None) -> dict:
     if isinstance(meta, dict):
         meta = dict(meta)
         if model.namespaced and namespace and meta.get("namespace") not in (None, namespace):
-            raise _Invalid("metadata.namespace", f"{meta['namespace']!r} does not match the namespace asked for ({namespace!r})")
+            raise _Invalid(
+                "metadata.namespace", f"{meta['namespace']!r} does not match the namespace asked for ({namespace!r})"
+            )
         if model.namespaced and not meta.get("namespace"):
             meta["namespace"] = namespace or DEFAULT_NAMESPACE
         elif not model.namespaced and meta.get("namespace"):
@@ -105,10 +109,16 @@ def _describe(doc: Any) -> str:
     return f"{doc.get('kind', '?')} {ident}".strip()
 
 
-def parse_resource(doc: Any, source: str = "<input>", index: int | None = None, namespace: str | None = None) -> Resource:
+def parse_resource(
+    doc: Any, source: str = "<input>", index: int | None = None, namespace: str | None = None
+) -> Resource:
     """Validate one decoded document; raise DocumentError naming every bad field."""
     if not isinstance(doc, dict):
-        raise DocumentError(source, index, [Problem("", f"expected a mapping with apiVersion, kind, metadata, got {type(doc).__name__}")])
+        raise DocumentError(
+            source,
+            index,
+            [Problem("", f"expected a mapping with apiVersion, kind, metadata, got {type(doc).__name__}")],
+        )
     what = _describe(doc)
     try:
         normalised = _normalise(doc, namespace)

@@ -7,8 +7,20 @@ from policy.model.resources import Namespace, Node, Resource, WorkloadEndpoint
 
 KINDS: dict[str, type[Resource]] = {
     model.model_fields["kind"].default: model
-    for model in (Node, WorkloadEndpoint, Namespace, Tier, NetworkPolicy, GlobalNetworkPolicy, NetworkSet,
-                  GlobalNetworkSet, Profile, IPPool, BGPConfiguration, BGPPeer)
+    for model in (
+        Node,
+        WorkloadEndpoint,
+        Namespace,
+        Tier,
+        NetworkPolicy,
+        GlobalNetworkPolicy,
+        NetworkSet,
+        GlobalNetworkSet,
+        Profile,
+        IPPool,
+        BGPConfiguration,
+        BGPPeer,
+    )
 }
 
 DEFAULT_NAMESPACE = "default"

@@ -106,8 +106,14 @@ def selector_text(selector: LabelSelector) -> str:
     terms = [f"{key} == '{value}'" for key, value in sorted(selector.matchLabels.items())]
     for req in selector.matchExpressions:
         values = ", ".join(f"'{v}'" for v in sorted(set(req.values)))
-        terms.append({"In": f"{req.key} in {{{values}}}", "NotIn": f"{req.key} not in {{{values}}}",
-                      "Exists": f"has({req.key})", "DoesNotExist": f"!has({req.key})"}[req.operator])
+        terms.append(
+            {
+                "In": f"{req.key} in {{{values}}}",
+                "NotIn": f"{req.key} not in {{{values}}}",
+                "Exists": f"has({req.key})",
+                "DoesNotExist": f"!has({req.key})",
+            }[req.operator]
+        )
     return " && ".join(terms) or "all()"
 
 
@@ -158,12 +164,25 @@ def convert(policy: KubernetesNetworkPolicy, api_version: str) -> dict:
     """The native NetworkPolicy document for a validated Kubernetes one."""
     spec = policy.spec
     types = spec.policyTypes or (["Ingress"] + (["Egress"] if spec.egress else []))
-    ingress = [r for rule in spec.ingress for r in _rules(rule.from_, rule.ports, "source")] if "Ingress" in types else []
-    egress = [r for rule in spec.egress for r in _rules(rule.to, rule.ports, "destination")] if "Egress" in types else []
+    ingress = (
+        [r for rule in spec.ingress for r in _rules(rule.from_, rule.ports, "source")] if "Ingress" in types else []
+    )
+    egress = (
+        [r for rule in spec.egress for r in _rules(rule.to, rule.ports, "destination")] if "Egress" in types else []
+    )
     meta = policy.metadata
     metadata = {"name": NAME_PREFIX + meta.name, "labels": meta.labels, "annotations": meta.annotations}
     if meta.namespace:
         metadata["namespace"] = meta.namespace
-    return {"apiVersion": api_version, "kind": "NetworkPolicy", "metadata": metadata,
-            "spec": {"order": ORDER, "selector": selector_text(spec.podSelector), "types": types,
-                     "ingress": ingress, "egress": egress}}
+    return {
+        "apiVersion": api_version,
+        "kind": "NetworkPolicy",
+        "metadata": metadata,
+        "spec": {
+            "order": ORDER,
+            "selector": selector_text(spec.podSelector),
+            "types": types,
+            "ingress": ingress,
+            "egress": egress,
+        },
+    }

@@ -18,7 +18,10 @@ def _default_types(spec):
     if isinstance(spec, dict) and spec.get("types") is None:
         has_egress = bool(spec.get("egress"))
         has_ingress = bool(spec.get("ingress"))
-        spec = {**spec, "types": (["Ingress"] if has_ingress or not has_egress else []) + (["Egress"] if has_egress else [])}
+        spec = {
+            **spec,
+            "types": (["Ingress"] if has_ingress or not has_egress else []) + (["Egress"] if has_egress else []),
+        }
     return spec
 
 

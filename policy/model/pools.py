@@ -31,8 +31,10 @@ class IPPoolSpec(Model):
         if self.blockSize is None:
             object.__setattr__(self, "blockSize", max(DEFAULT_BLOCK_SIZE[network.version], network.prefixlen))
         if not network.prefixlen <= self.blockSize <= network.max_prefixlen:
-            raise ValueError(f"blockSize {self.blockSize} must be between the pool's prefix length "
-                             f"{network.prefixlen} and {network.max_prefixlen}")
+            raise ValueError(
+                f"blockSize {self.blockSize} must be between the pool's prefix length "
+                f"{network.prefixlen} and {network.max_prefixlen}"
+            )
         return self
 
 

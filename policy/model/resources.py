@@ -4,6 +4,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator
 
+from policy.model.base import Model
 from policy.model.fields import (
     ASNumber,
     InterfaceName,
@@ -17,7 +18,6 @@ from policy.model.fields import (
     PortNumber,
     ResourceName,
 )
-from policy.model.base import Model
 
 API_VERSION = "calyx.io/v1"
 CALICO_API_VERSION = "projectcalico.org/v3"

@@ -9,8 +9,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 
-from policy.model.fields import IPNetwork
 from policy.model.base import Model
+from policy.model.fields import IPNetwork
 from policy.model.selector import SelectorError, parse_selector
 
 PROTOCOL_NUMBERS = {"TCP": 6, "UDP": 17, "ICMP": 1, "ICMPv6": 58, "SCTP": 132, "UDPLite": 136}

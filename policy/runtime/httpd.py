@@ -12,7 +12,7 @@ Probe = Callable[[], tuple[bool, dict]]  # -> (healthy, body); unhealthy answers
 
 def serve(host: str, port: int, probes: dict[str, Probe], registry: CollectorRegistry) -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 (http.server's naming)
+        def do_GET(self):
             if self.path in probes:
                 healthy, body = probes[self.path]()
                 self._reply(200 if healthy else 503, "application/json", json.dumps(body).encode())

@@ -57,7 +57,7 @@ class Intake:
 
     def _update(self, change: Change) -> Update | None:
         if self._blocks_prefix and change.key.startswith(self._blocks_prefix):
-            kind, namespace, name = Block, None, change.key[len(self._blocks_prefix):]
+            kind, namespace, name = Block, None, change.key[len(self._blocks_prefix) :]
         else:
             try:
                 kind, namespace, name = parse_key(self._prefix, change.key)
@@ -68,13 +68,21 @@ class Intake:
         if change.value is None:
             return Update(kind, change.key, namespace, name, None)
         try:
-            value = _decode_block(change) if kind is Block else decode(self._prefix, change.key, change.value,
-                                                                        change.mod_revision)
+            value = (
+                _decode_block(change)
+                if kind is Block
+                else decode(self._prefix, change.key, change.value, change.mod_revision)
+            )
         except Exception as exc:  # any bytes at all may be stored: nothing raised here may stop a daemon
             rule = self._rules[kind]
             kind_name = "IPAMBlock" if kind is Block else kind.__name__
-            log.warning("skipping bad %s at %s (%s): %s", kind_name, change.key, rule.value,
-                        str(exc)[:500] or type(exc).__name__)
+            log.warning(
+                "skipping bad %s at %s (%s): %s",
+                kind_name,
+                change.key,
+                rule.value,
+                str(exc)[:500] or type(exc).__name__,
+            )
             self._on_bad(kind_name)
             return Update(kind, change.key, namespace, name, None) if rule is BadData.ABSENT else None
         return Update(kind, change.key, namespace, name, value)

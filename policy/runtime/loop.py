@@ -35,7 +35,9 @@ class Reconciler(Protocol):
 
 
 class DaemonLoop:
-    def __init__(self, on_error: Callable[[str], None] = lambda stage: None, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self, on_error: Callable[[str], None] = lambda stage: None, clock: Callable[[], float] = time.monotonic
+    ):
         self.stop_event = threading.Event()
         self._queue: SimpleQueue = SimpleQueue()
         self._workers: list[threading.Thread] = []

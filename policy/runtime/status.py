@@ -50,7 +50,6 @@ class StatusWriter:
         return True
 
 
-
 def uptime(seconds: float) -> str:
     seconds = max(0, int(seconds))
     days, rest = divmod(seconds, 86400)

@@ -37,32 +37,40 @@ def bulk_prefixes(count: int) -> list[str]:
 
 def source_config(address: str, prefixes: list[str]) -> str:
     routes = "\n".join(f"  route {p} blackhole;" for p in prefixes)
-    return (f"router id {address};\nprotocol device {{}}\n"
-            f"protocol static probe {{ ipv4; disabled; route {BIRD_PROBE} blackhole; }}\n"
-            f"protocol static bulk {{ ipv4; disabled;\n{routes}\n}}\n"
-            f"protocol bgp tor {{ local {address} as {AS_NUMBER}; neighbor {TOR} as {AS_NUMBER}; direct;\n"
-            f"  ipv4 {{ import none; export where proto = \"probe\" || proto = \"bulk\"; next hop self; }}; }}\n")
+    return (
+        f"router id {address};\nprotocol device {{}}\n"
+        f"protocol static probe {{ ipv4; disabled; route {BIRD_PROBE} blackhole; }}\n"
+        f"protocol static bulk {{ ipv4; disabled;\n{routes}\n}}\n"
+        f"protocol bgp tor {{ local {address} as {AS_NUMBER}; neighbor {TOR} as {AS_NUMBER}; direct;\n"
+        f'  ipv4 {{ import none; export where proto = "probe" || proto = "bulk"; next hop self; }}; }}\n'
+    )
 
 
 def sink_config(address: str) -> str:
-    return (f"router id {address};\nprotocol device {{}}\nprotocol kernel {{ ipv4 {{ import none; export all; }}; }}\n"
-            f"protocol bgp tor {{ local {address} as {AS_NUMBER}; neighbor {TOR} as {AS_NUMBER}; direct;\n"
-            f"  ipv4 {{ import all; export none; gateway direct; }}; }}\n")
+    return (
+        f"router id {address};\nprotocol device {{}}\nprotocol kernel {{ ipv4 {{ import none; export all; }}; }}\n"
+        f"protocol bgp tor {{ local {address} as {AS_NUMBER}; neighbor {TOR} as {AS_NUMBER}; direct;\n"
+        f"  ipv4 {{ import all; export none; gateway direct; }}; }}\n"
+    )
 
 
 def wait_route(ns: ScratchNamespace, prefix: str, present: bool) -> float:
     """Poll the namespace's main table every millisecond; the time when the route (dis)appeared."""
+
     def poll() -> float:
         network = ipaddress.ip_network(prefix)
         deadline = time.monotonic() + TIMEOUT
         with IPRoute() as ipr:
             while time.monotonic() < deadline:
-                found = any(m["dst_len"] == network.prefixlen and m.get_attr("RTA_DST") == str(network.network_address)
-                            for m in ipr.get_routes(family=socket.AF_INET, table=254))  # a dump, not a lookup
+                found = any(
+                    m["dst_len"] == network.prefixlen and m.get_attr("RTA_DST") == str(network.network_address)
+                    for m in ipr.get_routes(family=socket.AF_INET, table=254)
+                )  # a dump, not a lookup
                 if found == present:
                     return time.perf_counter()
                 time.sleep(0.001)
         raise TimeoutError(f"{prefix} did not {'appear' if present else 'leave'} within {TIMEOUT}s")
+
     return ns.call(poll)
 
 
@@ -71,7 +79,8 @@ def calyx_propagation(lab: BgpLab, rounds: int) -> list[float]:
     block = next(b for b in ipam.blocks() if b.affinity == "node2" and ":" not in b.cidr)
     borrowed = block.address(block.network.num_addresses - 2)
     wep = lab.add_workload("node1", "probe", attach=False, addresses=(borrowed, "fd00:19:ffff::1")).endpoint(
-        networks=[f"{borrowed}/32"])
+        networks=[f"{borrowed}/32"]
+    )
     node2 = ScratchNamespace(existing=lab.nodes["node2"].netns)
     samples = []
     try:
@@ -130,12 +139,16 @@ def bird_throughput(lab: BgpLab, count: int) -> float:
 def calyx_throughput(lab: BgpLab, prefixes: list[str]) -> tuple[float, float]:
     """(until all are at the reflector, of which writing them to etcd) from the first write."""
     before = reflector_count(lab, "node1")
-    writes = [Write(f"{lab.prefix}/v1/ipam/blocks/{p.replace('/', '-')}",
-                    json.dumps({"cidr": p, "pool": str(BULK), "affinity": "node1", "allocations": {}}).encode())
-              for p in prefixes]
+    writes = [
+        Write(
+            f"{lab.prefix}/v1/ipam/blocks/{p.replace('/', '-')}",
+            json.dumps({"cidr": p, "pool": str(BULK), "affinity": "node1", "allocations": {}}).encode(),
+        )
+        for p in prefixes
+    ]
     started = time.perf_counter()
     for start in range(0, len(writes), MAX_TXN_OPS):  # as many as etcd takes in one transaction
-        lab.kv.commit(writes[start:start + MAX_TXN_OPS])
+        lab.kv.commit(writes[start : start + MAX_TXN_OPS])
     written = time.perf_counter() - started
     return wait_count(lab, "node1", before + len(prefixes), timeout=300) - started, written
 
@@ -180,13 +193,19 @@ def main() -> int:
     b50, b99 = percentile(bird, 50) * 1e3, percentile(bird, 99) * 1e3
     print("\nBGP benchmark")
     print(f"  propagation, borrowed address on node1 -> /32 in node2's kernel via the reflector ({len(calyx)} rounds):")
-    print(f"    calyx (etcd put -> kernel): p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {max(calyx) * 1e3:.1f} ms (goal p99 <= 250 ms)")
+    print(
+        f"    calyx (etcd put -> kernel): p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {max(calyx) * 1e3:.1f} ms (goal p99 <= 250 ms)"
+    )
     print(f"    BIRD -> BIRD (enable -> kernel): p50 {b50:.1f} ms, p99 {b99:.1f} ms; ratio of p99s {p99 / b99:.2f}x")
     print(f"  throughput, {len(prefixes)} prefixes until all are in the reflector's table:")
     print(f"    BIRD -> BIRD: {bird_bulk:.2f} s")
-    print(f"    calyx-bgp + ExaBGP: {calyx_bulk:.2f} s from the first etcd write ({written:.2f} s of it writing etcd, "
-          f"{calyx_bulk - written:.2f} s after)")
-    print(f"    ratio {calyx_bulk / bird_bulk:.2f}x (goal <= 2x); after the etcd write {(calyx_bulk - written) / bird_bulk:.2f}x")
+    print(
+        f"    calyx-bgp + ExaBGP: {calyx_bulk:.2f} s from the first etcd write ({written:.2f} s of it writing etcd, "
+        f"{calyx_bulk - written:.2f} s after)"
+    )
+    print(
+        f"    ratio {calyx_bulk / bird_bulk:.2f}x (goal <= 2x); after the etcd write {(calyx_bulk - written) / bird_bulk:.2f}x"
+    )
     print(f"load average during the run: {open('/proc/loadavg').read().split()[0]}")
     return 0
 

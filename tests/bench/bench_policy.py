@@ -22,14 +22,14 @@ from felix.nft import LibNftables
 from felix.policy_driver import PolicyDriver
 from policy.compiler.compiler import PolicyCompiler
 from policy.compiler.ruleset import full_commands
-from policy.model.documents import parse_resource
 from policy.datastore.keys import key_of
 from policy.datastore.store import ResourceStore, WriteMode
+from policy.model.documents import parse_resource
 from tests.bench.bench_routes import wait_for_quiet
 from tests.lab import netns
-from tests.lab.traffic import PROBE
 from tests.lab.scratch import ScratchNamespace
 from tests.lab.topology import Lab, enter_controller_namespace, leave_controller_namespace
+from tests.lab.traffic import PROBE
 from tests.policy_model import feed
 
 LATENCY_CLIENT = """
@@ -44,9 +44,12 @@ print(json.dumps(samples))
 
 
 def wep(name: str, namespace: str, node: str, interface: str, address: str, labels: dict, ports=()) -> dict:
-    return {"apiVersion": "calyx.io/v1", "kind": "WorkloadEndpoint",
-            "metadata": {"name": name, "namespace": namespace, "labels": labels},
-            "spec": {"node": node, "interfaceName": interface, "ipNetworks": [f"{address}/32"], "ports": list(ports)}}
+    return {
+        "apiVersion": "calyx.io/v1",
+        "kind": "WorkloadEndpoint",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        "spec": {"node": node, "interfaceName": interface, "ipNetworks": [f"{address}/32"], "ports": list(ports)},
+    }
 
 
 def address(i: int) -> str:
@@ -55,23 +58,53 @@ def address(i: int) -> str:
 
 # -- 1. per-packet cost ----------------------------------------------------------------------
 
+
 def per_packet_model(a, b, rules: int) -> list:
     """a -> b allowed by a policy whose source set also holds `rules` remote clients; `rules`
     more rules in policies of rules/10 other local endpoints."""
-    docs = [wep("a", "bench", "node1", a.interface, a.ip, {"app": "a", "role": "client"}),
-            wep("b", "bench", "node1", b.interface, b.ip, {"app": "b"}),
-            {"apiVersion": "calyx.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "b", "namespace": "bench"},
-             "spec": {"selector": "app == 'b'", "ingress": [{"action": "Allow", "protocol": "TCP",
-                                                              "source": {"selector": "role == 'client'"},
-                                                              "destination": {"ports": [80]}}]}}]
+    docs = [
+        wep("a", "bench", "node1", a.interface, a.ip, {"app": "a", "role": "client"}),
+        wep("b", "bench", "node1", b.interface, b.ip, {"app": "b"}),
+        {
+            "apiVersion": "calyx.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": {"name": "b", "namespace": "bench"},
+            "spec": {
+                "selector": "app == 'b'",
+                "ingress": [
+                    {
+                        "action": "Allow",
+                        "protocol": "TCP",
+                        "source": {"selector": "role == 'client'"},
+                        "destination": {"ports": [80]},
+                    }
+                ],
+            },
+        },
+    ]
     for i in range(rules):
         docs.append(wep(f"c{i}", "bench", "node2", f"cxc{i}", address(i), {"role": "client"}))
     for i in range(rules // 10):
         docs.append(wep(f"o{i}", "bench", "node1", f"cxo{i}", address(100_000 + i), {"app": f"o{i}"}))
-        docs.append({"apiVersion": "calyx.io/v1", "kind": "NetworkPolicy", "metadata": {"name": f"o{i}", "namespace": "bench"},
-                     "spec": {"selector": f"app == 'o{i}'", "ingress": [
-                         {"action": "Allow", "protocol": "TCP", "source": {"nets": [f"{address(200_000 + i * 10 + j)}/32"]},
-                          "destination": {"ports": [1000 + j]}} for j in range(10)]}})
+        docs.append(
+            {
+                "apiVersion": "calyx.io/v1",
+                "kind": "NetworkPolicy",
+                "metadata": {"name": f"o{i}", "namespace": "bench"},
+                "spec": {
+                    "selector": f"app == 'o{i}'",
+                    "ingress": [
+                        {
+                            "action": "Allow",
+                            "protocol": "TCP",
+                            "source": {"nets": [f"{address(200_000 + i * 10 + j)}/32"]},
+                            "destination": {"ports": [1000 + j]},
+                        }
+                        for j in range(10)
+                    ],
+                },
+            }
+        )
     return [parse_resource(d) for d in docs]
 
 
@@ -85,18 +118,81 @@ def compiled(resources) -> list[dict]:
 def linear_commands(a, b, rules: int) -> list[dict]:
     """The contrast: the same number of rules, one after another in the forward hook."""
     table = {"family": "inet", "table": "calyx"}
-    commands = [{"add": {"table": {"family": "inet", "name": "calyx"}}},
-                {"add": {"chain": {**table, "name": "forward", "type": "filter", "hook": "forward", "prio": 0, "policy": "drop"}}},
-                {"add": {"rule": {**table, "chain": "forward", "expr": [
-                    {"match": {"op": "in", "left": {"ct": {"key": "state"}}, "right": ["established", "related"]}}, {"accept": None}]}}}]
+    commands = [
+        {"add": {"table": {"family": "inet", "name": "calyx"}}},
+        {
+            "add": {
+                "chain": {**table, "name": "forward", "type": "filter", "hook": "forward", "prio": 0, "policy": "drop"}
+            }
+        },
+        {
+            "add": {
+                "rule": {
+                    **table,
+                    "chain": "forward",
+                    "expr": [
+                        {"match": {"op": "in", "left": {"ct": {"key": "state"}}, "right": ["established", "related"]}},
+                        {"accept": None},
+                    ],
+                }
+            }
+        },
+    ]
     for i in range(rules):
-        commands.append({"add": {"rule": {**table, "chain": "forward", "expr": [
-            {"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "saddr"}}, "right": address(i)}},
-            {"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}}, "right": 1000 + i % 1000}},
-            {"accept": None}]}}})
-    commands.append({"add": {"rule": {**table, "chain": "forward", "expr": [
-        {"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "saddr"}}, "right": a.ip}},
-        {"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}}, "right": 80}}, {"accept": None}]}}})
+        commands.append(
+            {
+                "add": {
+                    "rule": {
+                        **table,
+                        "chain": "forward",
+                        "expr": [
+                            {
+                                "match": {
+                                    "op": "==",
+                                    "left": {"payload": {"protocol": "ip", "field": "saddr"}},
+                                    "right": address(i),
+                                }
+                            },
+                            {
+                                "match": {
+                                    "op": "==",
+                                    "left": {"payload": {"protocol": "tcp", "field": "dport"}},
+                                    "right": 1000 + i % 1000,
+                                }
+                            },
+                            {"accept": None},
+                        ],
+                    }
+                }
+            }
+        )
+    commands.append(
+        {
+            "add": {
+                "rule": {
+                    **table,
+                    "chain": "forward",
+                    "expr": [
+                        {
+                            "match": {
+                                "op": "==",
+                                "left": {"payload": {"protocol": "ip", "field": "saddr"}},
+                                "right": a.ip,
+                            }
+                        },
+                        {
+                            "match": {
+                                "op": "==",
+                                "left": {"payload": {"protocol": "tcp", "field": "dport"}},
+                                "right": 80,
+                            }
+                        },
+                        {"accept": None},
+                    ],
+                }
+            }
+        }
+    )
     return commands
 
 
@@ -134,19 +230,43 @@ def per_packet(lab: Lab, connections: int, sizes=(0, 1000, 10_000, 30_000), roun
 
 # -- 2. cold compile and apply -----------------------------------------------------------------
 
+
 def big_model(endpoints: int = 10_000, policies: int = 1000) -> list:
     docs = []
     for i in range(endpoints):
-        docs.append(wep(f"w{i}", f"ns{i % 10}", "node1", f"cxw{i}", address(i),
-                        {"app": f"app{i % policies}", "role": f"r{i % 10}"}, [{"name": "http", "port": 8080}]))
+        docs.append(
+            wep(
+                f"w{i}",
+                f"ns{i % 10}",
+                "node1",
+                f"cxw{i}",
+                address(i),
+                {"app": f"app{i % policies}", "role": f"r{i % 10}"},
+                [{"name": "http", "port": 8080}],
+            )
+        )
     for k in range(policies):
-        docs.append({"apiVersion": "calyx.io/v1", "kind": "NetworkPolicy",
-                     "metadata": {"name": f"p{k}", "namespace": f"ns{k % 10}"},
-                     "spec": {"order": k % 7, "selector": f"app == 'app{k}'", "ingress": [
-                         {"action": "Allow", "protocol": "TCP", "source": {"selector": f"role in {{'r{k % 10}', 'r{(k + 1) % 10}'}}"},
-                          "destination": {"ports": [80, "http"]}},
-                         {"action": "Deny", "source": {"nets": [f"192.0.{k % 256}.0/24"]}}],
-                         "egress": [{"action": "Allow", "protocol": "UDP", "destination": {"ports": [53]}}]}})
+        docs.append(
+            {
+                "apiVersion": "calyx.io/v1",
+                "kind": "NetworkPolicy",
+                "metadata": {"name": f"p{k}", "namespace": f"ns{k % 10}"},
+                "spec": {
+                    "order": k % 7,
+                    "selector": f"app == 'app{k}'",
+                    "ingress": [
+                        {
+                            "action": "Allow",
+                            "protocol": "TCP",
+                            "source": {"selector": f"role in {{'r{k % 10}', 'r{(k + 1) % 10}'}}"},
+                            "destination": {"ports": [80, "http"]},
+                        },
+                        {"action": "Deny", "source": {"nets": [f"192.0.{k % 256}.0/24"]}},
+                    ],
+                    "egress": [{"action": "Allow", "protocol": "UDP", "destination": {"ports": [53]}}],
+                },
+            }
+        )
     return [parse_resource(d) for d in docs]
 
 
@@ -175,11 +295,18 @@ def cold_compile(resources) -> dict:
     finally:
         ours.close()
         baseline.close()
-    return {"compile": compile_seconds, "apply": apply_seconds, "nft": nft_seconds, "lines": rules,
-            "chains": len(ruleset.chains), "sets": len(ruleset.sets)}
+    return {
+        "compile": compile_seconds,
+        "apply": apply_seconds,
+        "nft": nft_seconds,
+        "lines": rules,
+        "chains": len(ruleset.chains),
+        "sets": len(ruleset.sets),
+    }
 
 
 # -- 3. one policy changed with 1,000 present --------------------------------------------------
+
 
 def programmed_revision(lab: Lab) -> int:
     with urllib.request.urlopen(f"http://{lab.nodes['node1'].address}:9099/readyz", timeout=2) as response:
@@ -192,7 +319,7 @@ def policy_changes(lab: Lab, resources, changes: int) -> list[float]:
     store = ResourceStore(lab.kv, lab.prefix)
     revision = 0
     for start in range(0, len(resources), 1000):
-        revision = store.write(resources[start:start + 1000], WriteMode.APPLY)
+        revision = store.write(resources[start : start + 1000], WriteMode.APPLY)
     lab.start_felix("node1")
     lab.wait_programmed("node1", revision, timeout=600)
     policies = [r for r in resources if r.kind == "NetworkPolicy"]
@@ -201,8 +328,14 @@ def policy_changes(lab: Lab, resources, changes: int) -> list[float]:
         original = policies[(n * 37) % len(policies)]
         spec = original.spec.model_dump(mode="json", exclude_none=True)
         spec["ingress"][0]["destination"]["ports"] = [20_000 + n, "http"]
-        changed = parse_resource({"apiVersion": "calyx.io/v1", "kind": "NetworkPolicy",
-                                  "metadata": {"name": original.name, "namespace": original.namespace}, "spec": spec})
+        changed = parse_resource(
+            {
+                "apiVersion": "calyx.io/v1",
+                "kind": "NetworkPolicy",
+                "metadata": {"name": original.name, "namespace": original.namespace},
+                "spec": spec,
+            }
+        )
         started = time.perf_counter()
         revision = store.write([changed], WriteMode.APPLY)
         while programmed_revision(lab) < revision:
@@ -249,17 +382,23 @@ def main() -> int:
     print("  per-packet cost, new TCP connection a -> b, p50 (ratio to no other rules):")
     for name, value in medians.items():
         print(f"    {name:>12}: {value * 1e6:7.1f} us  ({value / base:.2f}x)")
-    print(f"    goal p50(30k)/p50(0) <= 1.10: {medians['calyx 30000'] / base:.2f}x; "
-          f"one linear chain: {medians['linear 30000'] / base:.2f}x")
+    print(
+        f"    goal p50(30k)/p50(0) <= 1.10: {medians['calyx 30000'] / base:.2f}x; "
+        f"one linear chain: {medians['linear 30000'] / base:.2f}x"
+    )
     total = cold["compile"] + cold["apply"]
     ratios = ", ".join(f"{(r['compile'] + r['apply']) / r['nft']:.2f}x" for r in runs)
-    print(f"  cold compile + apply, 1,000 policies x 10,000 endpoints ({cold['chains']} chains, {cold['sets']} sets, "
-          f"{cold['lines']} lines of ruleset): compile {cold['compile']:.2f} s + apply {cold['apply']:.2f} s = {total:.2f} s, "
-          f"nft -f {cold['nft']:.2f} s -> ratio {total / cold['nft']:.2f}x (goal <= 2x; runs {ratios})")
+    print(
+        f"  cold compile + apply, 1,000 policies x 10,000 endpoints ({cold['chains']} chains, {cold['sets']} sets, "
+        f"{cold['lines']} lines of ruleset): compile {cold['compile']:.2f} s + apply {cold['apply']:.2f} s = {total:.2f} s, "
+        f"nft -f {cold['nft']:.2f} s -> ratio {total / cold['nft']:.2f}x (goal <= 2x; runs {ratios})"
+    )
     p50 = statistics.median(latencies) * 1000
     p99 = sorted(latencies)[max(0, int(len(latencies) * 0.99) - 1)] * 1000
-    print(f"  one policy changed with 1,000 present, etcd put -> programmed (nftables transaction done): p50 {p50:.1f} ms, p99 {p99:.1f} ms, "
-          f"max {max(latencies) * 1000:.1f} ms over {len(latencies)} changes (goal p99 <= 50 ms)")
+    print(
+        f"  one policy changed with 1,000 present, etcd put -> programmed (nftables transaction done): p50 {p50:.1f} ms, p99 {p99:.1f} ms, "
+        f"max {max(latencies) * 1000:.1f} ms over {len(latencies)} changes (goal p99 <= 50 ms)"
+    )
     return 0
 
 

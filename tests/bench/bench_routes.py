@@ -15,10 +15,10 @@ import sys
 import time
 
 from policy.datastore.keys import resource_key
+from policy.datastore.kv import Write
+from policy.datastore.store import ResourceStore, WriteMode, encode
 from policy.model.names import host_interface_name
 from policy.model.resources import Metadata, WorkloadEndpoint, WorkloadEndpointSpec
-from policy.datastore.store import ResourceStore, WriteMode, encode
-from policy.datastore.kv import Write
 from tests.lab import netns
 from tests.lab.processes import wait_for
 from tests.lab.topology import Lab, enter_controller_namespace, leave_controller_namespace
@@ -30,9 +30,15 @@ def address(i: int) -> str:
 
 def endpoint(i: int) -> WorkloadEndpoint:
     name = f"w{i}"
-    return WorkloadEndpoint(metadata=Metadata(name=name, namespace="bench", labels={"app": "bench"}),
-                            spec=WorkloadEndpointSpec(node="node1", interfaceName=host_interface_name("bench", name),
-                                                      workload=name, ipNetworks=[f"{address(i)}/32"]))
+    return WorkloadEndpoint(
+        metadata=Metadata(name=name, namespace="bench", labels={"app": "bench"}),
+        spec=WorkloadEndpointSpec(
+            node="node1",
+            interfaceName=host_interface_name("bench", name),
+            workload=name,
+            ipNetworks=[f"{address(i)}/32"],
+        ),
+    )
 
 
 def make_interfaces(ns: str, peers_ns: str, count: int) -> None:
@@ -54,8 +60,10 @@ def wait_for_quiet(limit: float = 0.5, timeout: float = 300) -> None:
 
 
 def baseline_ip_batch(ns: str, count: int) -> float:
-    lines = "".join(f"route add {address(i)}/32 dev {host_interface_name('bench', f'w{i}')} proto 76 scope link\n"
-                    for i in range(count))
+    lines = "".join(
+        f"route add {address(i)}/32 dev {host_interface_name('bench', f'w{i}')} proto 76 scope link\n"
+        for i in range(count)
+    )
     started = time.perf_counter()
     netns.run("ip", "-n", ns, "-batch", "-", input=lines, timeout=600)
     elapsed = time.perf_counter() - started
@@ -79,7 +87,7 @@ def load_endpoints(lab: Lab, count: int) -> int:
     revision = 0
     batch = [endpoint(i) for i in range(count)]
     for start in range(0, count, 1000):
-        revision = store.write(batch[start:start + 1000], WriteMode.APPLY)
+        revision = store.write(batch[start : start + 1000], WriteMode.APPLY)
     return revision
 
 
@@ -165,10 +173,14 @@ def main() -> int:
     per_endpoint = (full_rss - empty_rss) / (n + args.adds)
     print(f"\nroute agent benchmark, {n} endpoints")
     print(f"  cold start: felix {cold:.2f} s, ip -batch {ip_batch:.3f} s -> ratio {cold / ip_batch:.1f}x (goal <= 2x)")
-    print(f"  one endpoint with {n} present, put -> route: p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {max(latencies) * 1000:.1f} ms "
-          f"over {len(latencies)} adds (goal p99 <= 50 ms)")
-    print(f"  memory: empty agent {empty_rss / 1024:.1f} MiB, with {n + args.adds} endpoints {full_rss / 1024:.1f} MiB "
-          f"-> {per_endpoint:.2f} KiB per endpoint (goal <= 2 KiB)")
+    print(
+        f"  one endpoint with {n} present, put -> route: p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {max(latencies) * 1000:.1f} ms "
+        f"over {len(latencies)} adds (goal p99 <= 50 ms)"
+    )
+    print(
+        f"  memory: empty agent {empty_rss / 1024:.1f} MiB, with {n + args.adds} endpoints {full_rss / 1024:.1f} MiB "
+        f"-> {per_endpoint:.2f} KiB per endpoint (goal <= 2 KiB)"
+    )
     return 0
 
 

@@ -61,4 +61,3 @@ def cluster(lab_factory):
     for node in lab.nodes:
         lab.wait_programmed(node, revision, timeout=20)
     return lab
-

@@ -3,8 +3,8 @@
 import time
 
 from policy.datastore.keys import resource_key
-from policy.model.resources import WorkloadEndpoint
 from policy.datastore.store import Ref, WriteMode
+from policy.model.resources import WorkloadEndpoint
 from tests.lab import netns
 from tests.lab.processes import Daemon, wait_for
 from tests.lab.traffic import ping, start_echo_servers, tcp
@@ -18,7 +18,9 @@ def test_deleting_an_endpoint_removes_its_route_and_leaves_foreign_routes(cluste
     node = cluster.nodes["node1"]
     a, b = node.workloads
     netns.in_ns(node.netns, "ip", "route", "add", "198.19.1.200/32", "dev", a.interface, "proto", "static")
-    netns.in_ns(node.netns, "ip", "route", "add", "blackhole", "198.19.1.64/26", "proto", "76")  # an IPAM block: not felix's
+    netns.in_ns(
+        node.netns, "ip", "route", "add", "blackhole", "198.19.1.64/26", "proto", "76"
+    )  # an IPAM block: not felix's
     revision = cluster.store.delete([Ref(WorkloadEndpoint, a.name, a.namespace)])
     cluster.wait_programmed("node1", revision)
     assert cluster.kernel_routes("node1") == expected_routes([b])
@@ -68,14 +70,19 @@ def test_etcd_restart_and_compaction_past_the_agent_converge_within_5s(cluster):
     for workload, endpoint in ((a, moved), (c, c.endpoint())):
         key = resource_key(cluster.prefix, WorkloadEndpoint, workload.name, workload.namespace)
         from policy.datastore.store import encode
+
         cluster.etcdctl("put", key, encode(endpoint).decode())
     revision = int(__import__("json").loads(cluster.etcdctl("get", key, "-w", "json"))["header"]["revision"])
     cluster.etcdctl("compact", str(revision))  # ...and history the agent would need is gone
     cluster.restart_etcd()
     started = time.monotonic()
     wanted = {(f"{a.ip}/32", a.interface)} | expected_routes([c])
-    wait_for(lambda: cluster.kernel_routes("node1") == wanted, timeout=5, interval=0.05,
-             what=lambda: f"node1 to converge: want {sorted(wanted)}, kernel has {sorted(cluster.kernel_routes('node1'))}")
+    wait_for(
+        lambda: cluster.kernel_routes("node1") == wanted,
+        timeout=5,
+        interval=0.05,
+        what=lambda: f"node1 to converge: want {sorted(wanted)}, kernel has {sorted(cluster.kernel_routes('node1'))}",
+    )
     elapsed = time.monotonic() - started
     stored, _ = cluster.store.list(WorkloadEndpoint)
     from_etcd = {(n, e.spec.interfaceName) for e in stored if e.spec.node == "node1" for n in e.spec.ipNetworks}
@@ -92,12 +99,22 @@ def test_endpoint_before_its_interface_and_interface_that_goes_away(lab_factory)
     lab.wait_programmed("node1", revision, timeout=20)
     assert lab.kernel_routes("node1") == expected_routes([peer])
     lab.attach(late)
-    wait_for(lambda: lab.kernel_routes("node1") == expected_routes([peer, late]), timeout=3, what="route on the late interface")
+    wait_for(
+        lambda: lab.kernel_routes("node1") == expected_routes([peer, late]),
+        timeout=3,
+        what="route on the late interface",
+    )
     assert ping(peer, late.ip) and ping(late, peer.ip)
     lab.remove_workload_interface(late)
-    wait_for(lambda: lab.kernel_routes("node1") == expected_routes([peer]), timeout=3, what="routes of the removed interface to go")
+    wait_for(
+        lambda: lab.kernel_routes("node1") == expected_routes([peer]),
+        timeout=3,
+        what="routes of the removed interface to go",
+    )
     lab.attach(late)
-    wait_for(lambda: lab.kernel_routes("node1") == expected_routes([peer, late]), timeout=3, what="route after re-attach")
+    wait_for(
+        lambda: lab.kernel_routes("node1") == expected_routes([peer, late]), timeout=3, what="route after re-attach"
+    )
     assert lab.felix_status("node1")["pending"] is False
     log = lab.nodes["node1"].felix.log_path.read_text()
     assert "Traceback" not in log and "failed" not in log, log

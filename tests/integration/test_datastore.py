@@ -15,15 +15,23 @@ from tests.lab.processes import wait_for
 from tests.policy_model import docs
 
 NODE = "apiVersion: calyx.io/v1\nkind: Node\nmetadata: {name: node1, labels: {rack: r1}}\nspec: {bgp: {asNumber: 64512, ipv4Address: 198.18.1.2/24}}\n"
-WEP = ("apiVersion: projectcalico.org/v3\nkind: WorkloadEndpoint\nmetadata: {name: web, namespace: prod, labels: {app: web}}\n"
-       "spec: {node: node1, interfaceName: cxweb, ipNetworks: [198.19.1.50/32], ports: [{name: http, port: 80}]}\n")
+WEP = (
+    "apiVersion: projectcalico.org/v3\nkind: WorkloadEndpoint\nmetadata: {name: web, namespace: prod, labels: {app: web}}\n"
+    "spec: {node: node1, interfaceName: cxweb, ipNetworks: [198.19.1.50/32], ports: [{name: http, port: 80}]}\n"
+)
 NAMESPACE = "apiVersion: v1\nkind: Namespace\nmetadata: {name: prod, labels: {team: a}}\n"
 
 
 def policyctl(lab, *args: str, input: str | None = None, extra_env: dict | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, **(extra_env or {})}
-    return subprocess.run([sys.executable, "-m", "policy.ctl.main", *lab.etcd_flags(), *args], input=input,
-                          capture_output=True, text=True, timeout=30, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "policy.ctl.main", *lab.etcd_flags(), *args],
+        input=input,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=env,
+    )
 
 
 def stored_keys(lab) -> list[str]:
@@ -36,12 +44,17 @@ def test_policyctl_round_trips_every_kind_through_etcd(lab_factory, tmp_path):
     manifest.write_text("---\n".join([NODE, WEP, NAMESPACE]))
     applied = policyctl(lab, "apply", "-f", str(manifest))
     assert applied.returncode == 0, applied.stderr
-    assert sorted(stored_keys(lab)) == ["/calyx/v1/namespaces/prod", "/calyx/v1/nodes/node1",
-                                        "/calyx/v1/workloadendpoints/prod/web"]
+    assert sorted(stored_keys(lab)) == [
+        "/calyx/v1/namespaces/prod",
+        "/calyx/v1/nodes/node1",
+        "/calyx/v1/workloadendpoints/prod/web",
+    ]
     checks = {
         ("node", "node1"): lambda d: d["spec"]["bgp"] == {"asNumber": 64512, "ipv4Address": "198.18.1.2/24"},
-        ("wep", "web"): lambda d: (d["spec"]["ipNetworks"], d["spec"]["ports"][0]) == (
-            ["198.19.1.50/32"], {"name": "http", "port": 80, "protocol": "TCP"}),
+        ("wep", "web"): lambda d: (
+            (d["spec"]["ipNetworks"], d["spec"]["ports"][0])
+            == (["198.19.1.50/32"], {"name": "http", "port": 80, "protocol": "TCP"})
+        ),
         ("ns", "prod"): lambda d: d["metadata"]["labels"] == {"team": "a", "kubernetes.io/metadata.name": "prod"},
     }
     for (kind, name), check in checks.items():
@@ -72,14 +85,37 @@ def test_bad_input_writes_nothing_to_etcd(lab_factory, tmp_path):
 def test_tls_client_certificates_and_failover_to_the_next_endpoint(lab_factory):
     lab = lab_factory(nodes=1, tls=True)
     dead, live = "https://198.18.200.9:2379", lab.etcd_url  # nothing listens on the first
-    no_cert = subprocess.run([sys.executable, "-m", "policy.ctl.main", "--etcd-endpoints", live,
-                              "--etcd-ca-cert-file", lab.tls["ca"], "get", "nodes"],
-                             capture_output=True, text=True, timeout=30)
+    no_cert = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "policy.ctl.main",
+            "--etcd-endpoints",
+            live,
+            "--etcd-ca-cert-file",
+            lab.tls["ca"],
+            "get",
+            "nodes",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert no_cert.returncode == 1 and "etcd" in no_cert.stderr  # the server insists on a client certificate
-    env = {"ETCD_ENDPOINTS": f"{dead},{live}", "ETCD_CA_CERT_FILE": lab.tls["ca"],
-           "ETCD_CERT_FILE": lab.tls["client_cert"], "ETCD_KEY_FILE": lab.tls["client_key"]}
-    result = subprocess.run([sys.executable, "-m", "policy.ctl.main", "apply", "-f", "-"], input=NODE, capture_output=True,
-                            text=True, timeout=30, env={**os.environ, **env})
+    env = {
+        "ETCD_ENDPOINTS": f"{dead},{live}",
+        "ETCD_CA_CERT_FILE": lab.tls["ca"],
+        "ETCD_CERT_FILE": lab.tls["client_cert"],
+        "ETCD_KEY_FILE": lab.tls["client_key"],
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "policy.ctl.main", "apply", "-f", "-"],
+        input=NODE,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, **env},
+    )
     assert result.returncode == 0, result.stderr
     assert "Node node1 applied" in result.stdout
     # The agent speaks TLS too, and fails over the same way.
@@ -89,7 +125,11 @@ def test_tls_client_certificates_and_failover_to_the_next_endpoint(lab_factory):
     lab.felix_args = ("--etcd-endpoints", f"{dead},{live}")
     lab.start_felix("node1")
     lab.wait_programmed("node1", revision, timeout=20)
-    wait_for(lambda: (f"{workload.ip}/32", workload.interface) in lab.kernel_routes("node1"), timeout=5, what="route over TLS")
+    wait_for(
+        lambda: (f"{workload.ip}/32", workload.interface) in lab.kernel_routes("node1"),
+        timeout=5,
+        what="route over TLS",
+    )
     assert node.felix.running()
 
 
@@ -103,8 +143,11 @@ def test_status_writes_of_many_nodes_never_reach_a_watching_daemon(lab_factory):
     thread.start()
     try:
         wait_for(lambda: any(batch.complete for batch in batches), timeout=10)
-        writers = [StatusWriter(lab.kv, key(lab.prefix, f"node{i}")) for i in range(8)
-                   for key in (bgp_status_key, policy_status_key)]
+        writers = [
+            StatusWriter(lab.kv, key(lab.prefix, f"node{i}"))
+            for i in range(8)
+            for key in (bgp_status_key, policy_status_key)
+        ]
         written = sum(writer.write({"round": round_}) for round_ in range(5) for writer in writers)
         revision = lab.store.write(docs(NODE), WriteMode.APPLY)  # a resource after them: the watch is live
         wait_for(lambda: any(batch.revision >= revision for batch in batches), timeout=10)

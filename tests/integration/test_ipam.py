@@ -4,16 +4,27 @@ import subprocess
 import sys
 import threading
 
-from policy.model.documents import parse_resource
 from policy.datastore.etcd import EtcdKV, EtcdSettings
 from policy.datastore.ipam import IPAM
 from policy.datastore.store import WriteMode
+from policy.model.documents import parse_resource
 
 
 def test_fifty_concurrent_allocations_over_three_nodes_are_unique_and_all_released(lab_factory):
     lab = lab_factory(nodes=1)
-    lab.store.write([parse_resource({"apiVersion": "calyx.io/v1", "kind": "IPPool", "metadata": {"name": "pods"},
-                                     "spec": {"cidr": "198.19.128.0/26", "blockSize": 29}})], WriteMode.CREATE)
+    lab.store.write(
+        [
+            parse_resource(
+                {
+                    "apiVersion": "calyx.io/v1",
+                    "kind": "IPPool",
+                    "metadata": {"name": "pods"},
+                    "spec": {"cidr": "198.19.128.0/26", "blockSize": 29},
+                }
+            )
+        ],
+        WriteMode.CREATE,
+    )
     results: dict[int, str] = {}
     errors: list[Exception] = []
 
@@ -25,7 +36,7 @@ def test_fifty_concurrent_allocations_over_three_nodes_are_unique_and_all_releas
                 manager.release_handle(f"pod-{i}")
             else:
                 results[i] = manager.allocate(f"node{i % 3 + 1}", f"pod-{i}")
-        except Exception as exc:  # noqa: BLE001 - collected for the assertion
+        except Exception as exc:
             errors.append(exc)
         finally:
             kv.close()
@@ -46,6 +57,21 @@ def test_fifty_concurrent_allocations_over_three_nodes_are_unique_and_all_releas
     assert manager.handles() == {} and all(not b.allocations for b in manager.blocks())
     assert manager.check() == {"leaked": [], "unallocated": [], "duplicates": [], "dangling": []}
     # The bare-metal way: policyctl prints the address.
-    out = subprocess.run([sys.executable, "-m", "policy.ctl.main", *lab.etcd_flags(), "ipam", "allocate", "--node", "node1",
-                          "--handle", "script"], capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "policy.ctl.main",
+            *lab.etcd_flags(),
+            "ipam",
+            "allocate",
+            "--node",
+            "node1",
+            "--handle",
+            "script",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0 and out.stdout.strip().startswith("198.19.128."), out.stderr

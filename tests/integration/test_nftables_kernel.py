@@ -40,7 +40,7 @@ def _listing(space: ScratchNamespace) -> list:
     objects = json.loads(space.nft("-j", "list", "table", "inet", "calyx"))["nftables"]
     canonical, rules_seen = [], {}
     for obj in objects:
-        (kind, body), = obj.items()
+        ((kind, body),) = obj.items()
         if kind == "metainfo":
             continue
         body = {k: v for k, v in body.items() if k != "handle"}
@@ -78,7 +78,9 @@ def test_restart_rebuild_and_incremental_changes_end_like_a_fresh_load(scratch):
     compiler = compile_all(docs(MODEL))
     driver = driven.call(lambda: PolicyDriver(LibNftables()))
     driven.call(driver.apply, compiler.ruleset())
-    for resource in docs(MODEL.replace("app: db}", "app: db, quarantine: 'true'}").replace("[192.0.2.0/24", "[192.0.3.0/24")):
+    for resource in docs(
+        MODEL.replace("app: db}", "app: db, quarantine: 'true'}").replace("[192.0.2.0/24", "[192.0.3.0/24")
+    ):
         feed(compiler, resource)
     driven.call(driver.apply, compiler.ruleset())
     for resource in docs(MODEL):

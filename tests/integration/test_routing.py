@@ -25,7 +25,9 @@ def test_ipv6_same_node_and_across_nodes(cluster):
 
 def test_kernel_routes_match_endpoints_and_interfaces_are_configured(cluster):
     for name, node in cluster.nodes.items():
-        expected = {(f"{w.ip}/32", w.interface) for w in node.workloads} | {(f"{w.ipv6}/128", w.interface) for w in node.workloads}
+        expected = {(f"{w.ip}/32", w.interface) for w in node.workloads} | {
+            (f"{w.ipv6}/128", w.interface) for w in node.workloads
+        }
         assert cluster.kernel_routes(name) == expected
         w = node.workloads[0]
         sysctl = lambda key: open_ns_sysctl(node.netns, key)  # noqa: E731
@@ -37,4 +39,5 @@ def test_kernel_routes_match_endpoints_and_interfaces_are_configured(cluster):
 
 def open_ns_sysctl(ns: str, key: str) -> str:
     from tests.lab import netns
+
     return netns.in_ns(ns, "sysctl", "-n", key).stdout.strip()

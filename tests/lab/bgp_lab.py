@@ -10,11 +10,11 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from policy.model.bgp import BGPConfiguration, BGPConfigurationSpec, BGPPeer, BGPPeerSpec
 from policy.datastore.ipam import IPAM
+from policy.datastore.store import WriteMode
+from policy.model.bgp import BGPConfiguration, BGPConfigurationSpec, BGPPeer, BGPPeerSpec
 from policy.model.pools import IPPool, IPPoolSpec
 from policy.model.resources import Metadata
-from policy.datastore.store import WriteMode
 from tests.lab import netns
 from tests.lab.processes import Daemon, wait_for
 from tests.lab.topology import Lab, Node, Workload
@@ -32,9 +32,14 @@ def node_address(index: int) -> tuple[str, str]:
 def bird_config(nodes: list[Node], reflector: bool, restart_time: int, log: Path, extra: str = "") -> str:
     """BIRD as the top-of-rack: iBGP with every node (a route reflector if asked), routes
     exported into the fabric's kernel so the fabric itself reaches workloads."""
-    lines = [f"router id {TOR};", f'log "{log}" all;', "protocol device {}",
-             "protocol kernel k4 { ipv4 { import none; export where proto ~ \"node*\"; }; merge paths on; }",
-             "protocol kernel k6 { ipv6 { import none; export where proto ~ \"node*\"; }; merge paths on; }", extra]
+    lines = [
+        f"router id {TOR};",
+        f'log "{log}" all;',
+        "protocol device {}",
+        'protocol kernel k4 { ipv4 { import none; export where proto ~ "node*"; }; merge paths on; }',
+        'protocol kernel k6 { ipv6 { import none; export where proto ~ "node*"; }; merge paths on; }',
+        extra,
+    ]
     for node in nodes:
         v4, v6 = node_address(node.index)
         for suffix, mine, peer, family in (("", TOR, v4, "ipv4"), ("v6", TOR6, v6, "ipv6")):
@@ -42,13 +47,21 @@ def bird_config(nodes: list[Node], reflector: bool, restart_time: int, log: Path
                 f"protocol bgp {node.name}{suffix} {{ local {mine} as {AS_NUMBER}; neighbor {peer} as {AS_NUMBER}; "
                 f"direct; {'rr client; ' if reflector else ''}graceful restart on; graceful restart time {restart_time}; "
                 f"connect retry time 1; error wait time 1, 4; "
-                f"{family} {{ import all; export {'all' if reflector else 'none'}; gateway direct; }}; }}")
+                f"{family} {{ import all; export {'all' if reflector else 'none'}; gateway direct; }}; }}"
+            )
     return "\n".join(lines) + "\n"
 
 
 class BgpLab(Lab):
-    def __init__(self, nodes: int = 3, reflector: bool = True, restart_time: int = 4, bird_restart_time: int = 20,
-                 bird_speakers: tuple[str, ...] = (), **kwargs):
+    def __init__(
+        self,
+        nodes: int = 3,
+        reflector: bool = True,
+        restart_time: int = 4,
+        bird_restart_time: int = 20,
+        bird_speakers: tuple[str, ...] = (),
+        **kwargs,
+    ):
         """bird_speakers: names of extra rack members that run BIRD instead of Calyx (baselines)."""
         super().__init__(nodes=nodes, **kwargs)
         self.reflector, self.restart_time, self.bird_restart_time = reflector, restart_time, bird_restart_time
@@ -59,11 +72,18 @@ class BgpLab(Lab):
 
     def build(self) -> None:
         super().build()
-        self.store.write([IPPool(metadata=Metadata(name="pool4"), spec=IPPoolSpec(cidr=POOL4)),
-                          IPPool(metadata=Metadata(name="pool6"), spec=IPPoolSpec(cidr=POOL6))], WriteMode.CREATE)
+        self.store.write(
+            [
+                IPPool(metadata=Metadata(name="pool4"), spec=IPPoolSpec(cidr=POOL4)),
+                IPPool(metadata=Metadata(name="pool6"), spec=IPPoolSpec(cidr=POOL6)),
+            ],
+            WriteMode.CREATE,
+        )
         spec = BGPConfigurationSpec(asNumber=AS_NUMBER, nodeToNodeMeshEnabled=not self.reflector)
-        peers = [BGPPeer(metadata=Metadata(name="tor"), spec=BGPPeerSpec(peerIP=TOR, asNumber=AS_NUMBER)),
-                 BGPPeer(metadata=Metadata(name="tor6"), spec=BGPPeerSpec(peerIP=TOR6, asNumber=AS_NUMBER))]
+        peers = [
+            BGPPeer(metadata=Metadata(name="tor"), spec=BGPPeerSpec(peerIP=TOR, asNumber=AS_NUMBER)),
+            BGPPeer(metadata=Metadata(name="tor6"), spec=BGPPeerSpec(peerIP=TOR6, asNumber=AS_NUMBER)),
+        ]
         self.store.write([BGPConfiguration(metadata=Metadata(name="default"), spec=spec), *peers], WriteMode.CREATE)
         for offset, name in enumerate(self.bird_speaker_names, start=self.node_count + 1):
             self._add_node(offset, name)
@@ -77,7 +97,9 @@ class BgpLab(Lab):
         ns = self._ns(name)
         self._add_ns(ns)
         v4, v6 = node_address(i)
-        netns.in_ns(self.fabric, "ip", "link", "add", "name", f"r{i}", "type", "veth", "peer", "name", "rack0", "netns", ns)
+        netns.in_ns(
+            self.fabric, "ip", "link", "add", "name", f"r{i}", "type", "veth", "peer", "name", "rack0", "netns", ns
+        )
         netns.in_ns(self.fabric, "ip", "link", "set", f"r{i}", "master", "rack", "up")
         netns.in_ns(ns, "ip", "addr", "add", f"{v4}/24", "dev", "rack0")
         netns.in_ns(ns, "ip", "-6", "addr", "add", f"{v6}/64", "dev", "rack0", "nodad")
@@ -99,8 +121,22 @@ class BgpLab(Lab):
         path = self.dir / "bird.conf"
         members = [*self.nodes.values(), *self.bird_speakers.values()]
         path.write_text(bird_config(members, self.reflector, self.bird_restart_time, self.dir / "bird.log"))
-        self.bird = self._daemon("bird", ["ip", "netns", "exec", self.fabric, "bird", "-f", "-c", str(path),
-                                          "-s", str(self.dir / "bird.ctl"), *(["-R"] if recovering else [])])
+        self.bird = self._daemon(
+            "bird",
+            [
+                "ip",
+                "netns",
+                "exec",
+                self.fabric,
+                "bird",
+                "-f",
+                "-c",
+                str(path),
+                "-s",
+                str(self.dir / "bird.ctl"),
+                *(["-R"] if recovering else []),
+            ],
+        )
         wait_for(lambda: "ready" in self.birdc("show", "status"), timeout=10, what="BIRD to answer")
         return self.bird
 
@@ -108,8 +144,21 @@ class BgpLab(Lab):
         """BIRD on a rack member, peering with the top-of-rack; its control socket is <dir>/<name>.ctl."""
         path = self.dir / f"{name}.conf"
         path.write_text(config)
-        self._daemon(f"bird-{name}", ["ip", "netns", "exec", self.bird_speakers[name].netns, "bird", "-f", "-c", str(path),
-                                      "-s", str(self.dir / f"{name}.ctl")])
+        self._daemon(
+            f"bird-{name}",
+            [
+                "ip",
+                "netns",
+                "exec",
+                self.bird_speakers[name].netns,
+                "bird",
+                "-f",
+                "-c",
+                str(path),
+                "-s",
+                str(self.dir / f"{name}.ctl"),
+            ],
+        )
         wait_for(lambda: "ready" in self.birdc("show", "status", socket=name), timeout=10, what=f"BIRD on {name}")
 
     def kill_bird(self) -> None:
@@ -135,9 +184,27 @@ class BgpLab(Lab):
     def start_bgp(self, node: str, *extra: str) -> Daemon:
         n = self.nodes[node]
         v4, v6 = node_address(n.index)
-        cmd = ["ip", "netns", "exec", n.netns, sys.executable, "-m", "bgp.main", "--node-name", node,
-               "--ip", f"{v4}/24", "--ip6", f"{v6}/64", "--graceful-restart-time", str(self.restart_time),
-               "--run-dir", str(self.dir / f"bgp-{node}"), *self.etcd_flags(), *extra]
+        cmd = [
+            "ip",
+            "netns",
+            "exec",
+            n.netns,
+            sys.executable,
+            "-m",
+            "bgp.main",
+            "--node-name",
+            node,
+            "--ip",
+            f"{v4}/24",
+            "--ip6",
+            f"{v6}/64",
+            "--graceful-restart-time",
+            str(self.restart_time),
+            "--run-dir",
+            str(self.dir / f"bgp-{node}"),
+            *self.etcd_flags(),
+            *extra,
+        ]
         self.speakers[node] = self._daemon(f"calyx-bgp-{node}", cmd)
         return self.speakers[node]
 
@@ -167,8 +234,9 @@ class BgpLab(Lab):
     def blackholes(self, node: str) -> set[str]:
         found = set()
         for family in ("-4", "-6"):
-            out = netns.run("ip", "-n", self.nodes[node].netns, "-j", family, "route", "show", "proto", "76",
-                            "type", "blackhole").stdout
+            out = netns.run(
+                "ip", "-n", self.nodes[node].netns, "-j", family, "route", "show", "proto", "76", "type", "blackhole"
+            ).stdout
             found |= {r["dst"] for r in json.loads(out or "[]")}
         return found
 

@@ -44,8 +44,9 @@ spec:
 
 
 def _policyctl(lab: Lab, *args: str) -> str:
-    return subprocess.run([sys.executable, "-m", "policy.ctl.main", *lab.etcd_flags(), *args], check=True,
-                          capture_output=True, text=True).stdout
+    return subprocess.run(
+        [sys.executable, "-m", "policy.ctl.main", *lab.etcd_flags(), *args], check=True, capture_output=True, text=True
+    ).stdout
 
 
 def _print_table(lab: Lab, family: int, expect=lambda src, dst: True) -> bool:
@@ -57,7 +58,9 @@ def _print_table(lab: Lab, family: int, expect=lambda src, dst: True) -> bool:
     for src in names:
         cells = ["-" if src == dst else "/".join("ok" if r else "NO" for r in table[(src, dst)]) for dst in names]
         print(src.ljust(width) + "".join(c.ljust(width) for c in cells))
-    return all(all(result) == expect(src, dst) and any(result) == expect(src, dst) for (src, dst), result in table.items())
+    return all(
+        all(result) == expect(src, dst) and any(result) == expect(src, dst) for (src, dst), result in table.items()
+    )
 
 
 def run(keep: bool) -> int:
@@ -75,15 +78,21 @@ def run(keep: bool) -> int:
         manifest = lab.dir / "cluster.yaml"
         manifest.write_text(_manifest(lab))
         print(f"policyctl apply -f {manifest}")
-        subprocess.run([sys.executable, "-m", "policy.ctl.main", *lab.etcd_flags(), "apply", "-f", str(manifest)], check=True)
-        revision = int(json.loads(lab.etcdctl("get", "/", "--prefix", "--keys-only", "-w", "json"))["header"]["revision"])
+        subprocess.run(
+            [sys.executable, "-m", "policy.ctl.main", *lab.etcd_flags(), "apply", "-f", str(manifest)], check=True
+        )
+        revision = int(
+            json.loads(lab.etcdctl("get", "/", "--prefix", "--keys-only", "-w", "json"))["header"]["revision"]
+        )
         for node in lab.nodes:
             lab.start_felix(node)
         for node in lab.nodes:
             status = lab.wait_programmed(node, revision, timeout=30)
             print(f"felix on {node}: {status}")
         wait_for(lambda: lab.bird_established() == 4, timeout=30, what="BGP sessions with the top-of-rack")
-        wait_for(lambda: all(len(lab.learned_routes(n)) == 2 for n in lab.nodes), timeout=30, what="routes learned over BGP")
+        wait_for(
+            lambda: all(len(lab.learned_routes(n)) == 2 for n in lab.nodes), timeout=30, what="routes learned over BGP"
+        )
         for name, node in lab.nodes.items():
             print(f"\npolicyctl node status {name}")
             wait_for(lambda: "up" in _policyctl(lab, "node", "status", name), timeout=10, what="published BGP status")
@@ -97,13 +106,19 @@ def run(keep: bool) -> int:
         print("\ntop-of-rack (BIRD) routes:\n" + lab.birdc("show", "route").rstrip())
         start_echo_servers(lab)
         first = lab.workloads()[0]
-        wait_for(lambda: all(ping(first, w.ipv6) for w in lab.workloads()[1:]), timeout=10, what="IPv6 neighbour discovery")
+        wait_for(
+            lambda: all(ping(first, w.ipv6) for w in lab.workloads()[1:]), timeout=10, what="IPv6 neighbour discovery"
+        )
         ok = _print_table(lab, 4) & _print_table(lab, 6)
         print("\nall workloads reach each other" if ok else "\nSOME WORKLOADS CANNOT REACH EACH OTHER")
         policy = lab.dir / "policy.yaml"
         policy.write_text(POLICY)
-        print(f"\npolicyctl apply -f {policy}   (only node1-a may reach node2-b)\n{_policyctl(lab, 'apply', '-f', str(policy))}")
-        revision = int(json.loads(lab.etcdctl("get", "/", "--prefix", "--keys-only", "-w", "json"))["header"]["revision"])
+        print(
+            f"\npolicyctl apply -f {policy}   (only node1-a may reach node2-b)\n{_policyctl(lab, 'apply', '-f', str(policy))}"
+        )
+        revision = int(
+            json.loads(lab.etcdctl("get", "/", "--prefix", "--keys-only", "-w", "json"))["header"]["revision"]
+        )
         for node in lab.nodes:
             lab.wait_programmed(node, revision, timeout=30)
         print(_policyctl(lab, "get", "networkpolicy", "-o", "wide").rstrip())
@@ -112,9 +127,11 @@ def run(keep: bool) -> int:
         ok &= enforced
         if keep:
             _save(lab)
-            print(f"\nleft running (KEEP=1). Try:\n  ip netns exec {lab.nodes['node1'].netns} ip route\n"
-                  f"  ip netns exec {ctl_namespace()} {sys.executable} -m policy.ctl.main --etcd-endpoints {lab.etcd_url} get wep -A\n"
-                  "Remove it with: make demo-down")
+            print(
+                f"\nleft running (KEEP=1). Try:\n  ip netns exec {lab.nodes['node1'].netns} ip route\n"
+                f"  ip netns exec {ctl_namespace()} {sys.executable} -m policy.ctl.main --etcd-endpoints {lab.etcd_url} get wep -A\n"
+                "Remove it with: make demo-down"
+            )
         return 0 if ok else 1
     finally:
         if not keep:
@@ -124,8 +141,15 @@ def run(keep: bool) -> int:
 
 def _save(lab: Lab) -> None:
     STATE.parent.mkdir(exist_ok=True)
-    STATE.write_text(json.dumps({"namespaces": lab.namespaces + [ctl_namespace()], "pids": [d.pid for d in lab.daemons],
-                                 "dir": str(lab.dir)}))
+    STATE.write_text(
+        json.dumps(
+            {
+                "namespaces": lab.namespaces + [ctl_namespace()],
+                "pids": [d.pid for d in lab.daemons],
+                "dir": str(lab.dir),
+            }
+        )
+    )
 
 
 def down() -> int:

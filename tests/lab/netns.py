@@ -12,10 +12,14 @@ CLONE_NEWNET = 0x40000000
 DEFAULT_TIMEOUT = 120
 
 
-def run(*cmd: str, check: bool = True, timeout: float = DEFAULT_TIMEOUT, input: str | None = None) -> subprocess.CompletedProcess:
+def run(
+    *cmd: str, check: bool = True, timeout: float = DEFAULT_TIMEOUT, input: str | None = None
+) -> subprocess.CompletedProcess:
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, input=input)
     if check and result.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({result.returncode}): {result.stderr.strip() or result.stdout.strip()}")
+        raise RuntimeError(
+            f"{' '.join(cmd)} failed ({result.returncode}): {result.stderr.strip() or result.stdout.strip()}"
+        )
     return result
 
 

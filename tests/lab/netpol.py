@@ -5,10 +5,10 @@ spread over two nodes; and a reachability matrix probed with real packets."""
 import json
 import subprocess
 
+from policy.datastore.store import Ref, WriteMode
 from policy.model.documents import load_documents
 from policy.model.policies import GlobalNetworkPolicy, GlobalNetworkSet, NetworkPolicy, NetworkSet, Profile, Tier
 from policy.model.resources import EndpointPort, Metadata, Namespace, WorkloadEndpoint, WorkloadEndpointSpec
-from policy.datastore.store import Ref, WriteMode
 from tests.lab import netns
 from tests.lab.processes import wait_for
 from tests.lab.topology import Lab, Workload
@@ -44,21 +44,37 @@ class PolicyLab:
         for node in nodes:
             self.lab.start_felix(node)
         for name, workload in self.pods.items():
-            self.lab._daemon(f"serve-{workload.namespace}-{workload.name}",
-                             ["ip", "netns", "exec", workload.netns, "python3", PROBE, "serve", *map(str, PORTS)])
+            self.lab._daemon(
+                f"serve-{workload.namespace}-{workload.name}",
+                ["ip", "netns", "exec", workload.netns, "python3", PROBE, "serve", *map(str, PORTS)],
+            )
         for workload in self.pods.values():
-            wait_for(lambda: netns.in_ns(workload.netns, "ss", "-Hlun", "sport = :81").stdout.strip(),
-                     timeout=10, what=f"servers in {workload.netns}")
+            wait_for(
+                lambda: netns.in_ns(workload.netns, "ss", "-Hlun", "sport = :81").stdout.strip(),
+                timeout=10,
+                what=f"servers in {workload.netns}",
+            )
         self.wait(revision)
 
     def endpoint(self, name: str) -> WorkloadEndpoint:
         w = self.pods[name]
-        ports = [EndpointPort(name=f"serve-{p}-{proto.lower()}", protocol=proto, port=p) for p in PORTS for proto in ("TCP", "UDP")]
+        ports = [
+            EndpointPort(name=f"serve-{p}-{proto.lower()}", protocol=proto, port=p)
+            for p in PORTS
+            for proto in ("TCP", "UDP")
+        ]
         return WorkloadEndpoint(
             metadata=Metadata(name=w.name, namespace=w.namespace, labels=self.labels[name]),
-            spec=WorkloadEndpointSpec(node=w.node, interfaceName=w.interface, orchestrator="lab", workload=w.name,
-                                      ipNetworks=[f"{w.ip}/32", f"{w.ipv6}/128"], ports=ports,
-                                      profiles=self.profiles[name]))
+            spec=WorkloadEndpointSpec(
+                node=w.node,
+                interfaceName=w.interface,
+                orchestrator="lab",
+                workload=w.name,
+                ipNetworks=[f"{w.ip}/32", f"{w.ipv6}/128"],
+                ports=ports,
+                profiles=self.profiles[name],
+            ),
+        )
 
     def relabel(self, name: str, labels: dict[str, str]) -> None:
         self.labels[name] = labels
@@ -95,9 +111,24 @@ class PolicyLab:
         """(from, to) -> reachable, probing all 81 pairs in parallel."""
         names = pod_names()
         targets = [[self.pods[d].ip if family == 4 else self.pods[d].ipv6, port, proto] for d in names]
-        procs = {src: subprocess.Popen(["ip", "netns", "exec", self.pods[src].netns, "python3", PROBE, "probe",
-                                        str(PROBE_TIMEOUT), json.dumps(targets)], stdout=subprocess.PIPE, text=True)
-                 for src in names}
+        procs = {
+            src: subprocess.Popen(
+                [
+                    "ip",
+                    "netns",
+                    "exec",
+                    self.pods[src].netns,
+                    "python3",
+                    PROBE,
+                    "probe",
+                    str(PROBE_TIMEOUT),
+                    json.dumps(targets),
+                ],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for src in names
+        }
         result = {}
         for src, proc in procs.items():
             out, _ = proc.communicate(timeout=30)
@@ -148,4 +179,3 @@ class Reachability:
                 cells.append((" ." if ok else " X") + ("" if ok == want else "!"))
             lines.append(f"{src:8}" + " ".join(c.ljust(2) for c in cells))
         return "\n".join(lines) + "\n(. reachable, X blocked, ! not as expected)"
-

@@ -1,14 +1,14 @@
 """Servers and a parallel prober for reachability matrices, run inside workload namespaces.
 
-    python3 probe.py serve PORT...        TCP and UDP echo on each port (IPv4 and IPv6) until killed
-    python3 probe.py probe TIMEOUT JSON   JSON is [[addr, port, proto], ...]; print a JSON list of
-                                          booleans: did the echo come back in time
-    python3 probe.py flow ADDR PORT SECONDS   a TCP connection every 20 ms for SECONDS; print
-                                          "<attempts> <failures>"; an attempt fails as an
-                                          application's would: refused, reset, or no answer
-                                          within 3 s (one SYN retransmission), so a 2-core
-                                          machine busy with the rest of the test does not
-                                          count as a hole in the policy."""
+python3 probe.py serve PORT...        TCP and UDP echo on each port (IPv4 and IPv6) until killed
+python3 probe.py probe TIMEOUT JSON   JSON is [[addr, port, proto], ...]; print a JSON list of
+                                      booleans: did the echo come back in time
+python3 probe.py flow ADDR PORT SECONDS   a TCP connection every 20 ms for SECONDS; print
+                                      "<attempts> <failures>"; an attempt fails as an
+                                      application's would: refused, reset, or no answer
+                                      within 3 s (one SYN retransmission), so a 2-core
+                                      machine busy with the rest of the test does not
+                                      count as a hole in the policy."""
 
 import json
 import socket

@@ -12,8 +12,14 @@ class Daemon:
 
     def start(self) -> "Daemon":
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     env=self.env, start_new_session=True)
+        self.proc = subprocess.Popen(
+            self.cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=self.env,
+            start_new_session=True,
+        )
         log.close()
         return self
 
@@ -56,8 +62,10 @@ def wait_for(predicate, timeout: float, interval: float = 0.05, what="condition"
             value = predicate()
             if value:
                 return value
-        except Exception as exc:  # noqa: BLE001 - polled conditions fail while things start
+        except Exception as exc:
             last_error = exc
         time.sleep(interval)
     what = what() if callable(what) else what
-    raise TimeoutError(f"timed out after {timeout}s waiting for {what}" + (f" (last error: {last_error})" if last_error else ""))
+    raise TimeoutError(
+        f"timed out after {timeout}s waiting for {what}" + (f" (last error: {last_error})" if last_error else "")
+    )

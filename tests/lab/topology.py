@@ -18,10 +18,10 @@ from pathlib import Path
 
 from felix.attach import attach_workload, detach_workload
 from policy.datastore.etcd import EtcdKV, EtcdSettings
+from policy.datastore.store import ResourceStore
 from policy.model.kinds import DEFAULT_NAMESPACE
 from policy.model.names import host_interface_name
 from policy.model.resources import Metadata, WorkloadEndpoint, WorkloadEndpointSpec
-from policy.datastore.store import ResourceStore
 from tests.lab import netns
 from tests.lab.certs import make_certificates
 from tests.lab.processes import Daemon, wait_for
@@ -62,11 +62,18 @@ class Workload:
     interface: str
     namespace: str = DEFAULT_NAMESPACE
 
-    def endpoint(self, node_name: str | None = None, networks: list[str] | None = None, labels=None) -> WorkloadEndpoint:
+    def endpoint(
+        self, node_name: str | None = None, networks: list[str] | None = None, labels=None
+    ) -> WorkloadEndpoint:
         return WorkloadEndpoint(
             metadata=Metadata(name=self.name, namespace=self.namespace, labels=labels or {"app": self.name}),
-            spec=WorkloadEndpointSpec(node=node_name or self.node, interfaceName=self.interface, orchestrator="lab",
-                                      workload=self.name, ipNetworks=networks or [f"{self.ip}/32", f"{self.ipv6}/128"]),
+            spec=WorkloadEndpointSpec(
+                node=node_name or self.node,
+                interfaceName=self.interface,
+                orchestrator="lab",
+                workload=self.name,
+                ipNetworks=networks or [f"{self.ip}/32", f"{self.ipv6}/128"],
+            ),
         )
 
 
@@ -145,17 +152,52 @@ class Lab:
         """local_only: listen on the etcd namespace's loopback alone, out of every node's reach."""
         data = self.dir / "etcd-data"
         local = "https://127.0.0.1:2379" if self.tls else "http://127.0.0.1:2379"
-        cmd = ["ip", "netns", "exec", self.etcd_ns, shutil.which("etcd") or "etcd", "--name", "lab",
-               "--data-dir", str(data), "--listen-client-urls", local if local_only else f"{self.etcd_url},{local}",
-               "--advertise-client-urls", self.etcd_url, "--listen-peer-urls", "http://127.0.0.1:2380",
-               "--initial-advertise-peer-urls", "http://127.0.0.1:2380", "--initial-cluster", "lab=http://127.0.0.1:2380",
-               "--logger", "zap", "--log-level", "warn"]
+        cmd = [
+            "ip",
+            "netns",
+            "exec",
+            self.etcd_ns,
+            shutil.which("etcd") or "etcd",
+            "--name",
+            "lab",
+            "--data-dir",
+            str(data),
+            "--listen-client-urls",
+            local if local_only else f"{self.etcd_url},{local}",
+            "--advertise-client-urls",
+            self.etcd_url,
+            "--listen-peer-urls",
+            "http://127.0.0.1:2380",
+            "--initial-advertise-peer-urls",
+            "http://127.0.0.1:2380",
+            "--initial-cluster",
+            "lab=http://127.0.0.1:2380",
+            "--logger",
+            "zap",
+            "--log-level",
+            "warn",
+        ]
         if self.tls:
-            cmd += ["--cert-file", self.tls["server_cert"], "--key-file", self.tls["server_key"],
-                    "--client-cert-auth", "--trusted-ca-file", self.tls["ca"]]
+            cmd += [
+                "--cert-file",
+                self.tls["server_cert"],
+                "--key-file",
+                self.tls["server_key"],
+                "--client-cert-auth",
+                "--trusted-ca-file",
+                self.tls["ca"],
+            ]
         self.etcd = self._daemon("etcd", cmd)
-        wait_for(lambda: "is healthy" in netns.in_ns(self.etcd_ns, "etcdctl", *self._etcdctl_flags(), "endpoint", "health",
-                                                     check=False).stderr, timeout=20, what="etcd to answer")
+        wait_for(
+            lambda: (
+                "is healthy"
+                in netns.in_ns(
+                    self.etcd_ns, "etcdctl", *self._etcdctl_flags(), "endpoint", "health", check=False
+                ).stderr
+            ),
+            timeout=20,
+            what="etcd to answer",
+        )
 
     def restart_etcd(self, local_only: bool = False) -> None:
         self.etcd.kill9()
@@ -165,8 +207,16 @@ class Lab:
     def _etcdctl_flags(self) -> list[str]:
         if not self.tls:
             return ["--endpoints", "http://127.0.0.1:2379"]
-        return ["--endpoints", "https://127.0.0.1:2379", "--cacert", self.tls["ca"], "--cert", self.tls["client_cert"],
-                "--key", self.tls["client_key"]]
+        return [
+            "--endpoints",
+            "https://127.0.0.1:2379",
+            "--cacert",
+            self.tls["ca"],
+            "--cert",
+            self.tls["client_cert"],
+            "--key",
+            self.tls["client_key"],
+        ]
 
     def etcdctl(self, *args: str) -> str:
         return netns.in_ns(self.etcd_ns, "etcdctl", *self._etcdctl_flags(), *args).stdout
@@ -175,16 +225,29 @@ class Lab:
         """Command-line flags that let a Calyx command reach this lab's etcd."""
         flags = ["--etcd-endpoints", self.etcd_url, "--etcd-prefix", self.prefix]
         if self.tls:
-            flags += ["--etcd-ca-cert-file", self.tls["ca"], "--etcd-cert-file", self.tls["client_cert"],
-                      "--etcd-key-file", self.tls["client_key"]]
+            flags += [
+                "--etcd-ca-cert-file",
+                self.tls["ca"],
+                "--etcd-cert-file",
+                self.tls["client_cert"],
+                "--etcd-key-file",
+                self.tls["client_key"],
+            ]
         return flags
 
     @property
     def kv(self) -> EtcdKV:
         if self._kv is None:
             tls = self.tls or {}
-            self._kv = EtcdKV(EtcdSettings(endpoints=(self.etcd_url,), timeout=3, ca_cert_file=tls.get("ca"),
-                                           cert_file=tls.get("client_cert"), key_file=tls.get("client_key")))
+            self._kv = EtcdKV(
+                EtcdSettings(
+                    endpoints=(self.etcd_url,),
+                    timeout=3,
+                    ca_cert_file=tls.get("ca"),
+                    cert_file=tls.get("client_cert"),
+                    key_file=tls.get("client_key"),
+                )
+            )
         return self._kv
 
     @property
@@ -194,8 +257,20 @@ class Lab:
     # -- felix ----------------------------------------------------------------------------
     def start_felix(self, node: str, *extra: str) -> Daemon:
         n = self.nodes[node]
-        cmd = ["ip", "netns", "exec", n.netns, sys.executable, "-m", "felix.main", "--node-name", node,
-               *self.etcd_flags(), *self.felix_args, *extra]
+        cmd = [
+            "ip",
+            "netns",
+            "exec",
+            n.netns,
+            sys.executable,
+            "-m",
+            "felix.main",
+            "--node-name",
+            node,
+            *self.etcd_flags(),
+            *self.felix_args,
+            *extra,
+        ]
         n.felix = self._daemon(f"felix-{node}", cmd)
         return n.felix
 
@@ -215,8 +290,11 @@ class Lab:
             return json.loads(exc.read())
 
     def wait_programmed(self, node: str, revision: int, timeout: float = 10) -> dict:
-        return wait_for(lambda: (s := self.felix_status(node))["programmedRevision"] >= revision and s,
-                        timeout=timeout, what=f"felix on {node} to program revision {revision}")
+        return wait_for(
+            lambda: (s := self.felix_status(node))["programmedRevision"] >= revision and s,
+            timeout=timeout,
+            what=f"felix on {node} to program revision {revision}",
+        )
 
     def _daemon(self, name: str, cmd: list[str]) -> Daemon:
         daemon = Daemon(name, cmd, self.dir / f"{name}.log").start()
@@ -224,8 +302,14 @@ class Lab:
         return daemon
 
     # -- workloads ------------------------------------------------------------------------
-    def add_workload(self, node: str, name: str, namespace: str = DEFAULT_NAMESPACE, attach: bool = True,
-                     addresses: tuple[str, str] | None = None) -> Workload:
+    def add_workload(
+        self,
+        node: str,
+        name: str,
+        namespace: str = DEFAULT_NAMESPACE,
+        attach: bool = True,
+        addresses: tuple[str, str] | None = None,
+    ) -> Workload:
         """A workload namespace with the given (IPv4, IPv6) addresses or the next free ones of
         its node; attach=False plans it only."""
         n = self.nodes[node]
@@ -241,8 +325,9 @@ class Lab:
         return workload
 
     def attach(self, workload: Workload) -> None:
-        attach_workload(workload.netns, workload.interface, [workload.ip, workload.ipv6],
-                        host_netns=self.nodes[workload.node].netns)
+        attach_workload(
+            workload.netns, workload.interface, [workload.ip, workload.ipv6], host_netns=self.nodes[workload.node].netns
+        )
 
     def remove_workload_interface(self, workload: Workload) -> None:
         detach_workload(workload.interface, host_netns=self.nodes[workload.node].netns)

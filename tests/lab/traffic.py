@@ -17,7 +17,9 @@ def ping(src: Workload, address: str, count: int = 1, wait: float = 1) -> bool:
 
 
 def tcp(src: Workload, address: str, port: int = ECHO_PORT) -> bool:
-    result = netns.in_ns(src.netns, "python3", PROBE, "probe", "2", json.dumps([[address, port, "tcp"]]), check=False, timeout=10)
+    result = netns.in_ns(
+        src.netns, "python3", PROBE, "probe", "2", json.dumps([[address, port, "tcp"]]), check=False, timeout=10
+    )
     return result.returncode == 0 and json.loads(result.stdout) == [True]
 
 
@@ -28,8 +30,11 @@ def start_echo_servers(lab: Lab, port: int = ECHO_PORT) -> None:
             continue
         lab._daemon(name, ["ip", "netns", "exec", workload.netns, "python3", PROBE, "serve", str(port)])
     for workload in lab.workloads():
-        wait_for(lambda: netns.in_ns(workload.netns, "ss", "-Hltn", f"sport = :{port}").stdout.strip(),
-                 timeout=10, what=f"echo server in {workload.name}")
+        wait_for(
+            lambda: netns.in_ns(workload.netns, "ss", "-Hltn", f"sport = :{port}").stdout.strip(),
+            timeout=10,
+            what=f"echo server in {workload.name}",
+        )
 
 
 def reachability(lab: Lab, family: int = 4) -> dict[tuple[str, str], tuple[bool, bool]]:

@@ -7,17 +7,19 @@ import pytest
 from felix.agent import Agent
 from felix.config import AgentConfig
 from felix.kernel import KernelRoute
-from policy.model.documents import parse_resource
 from policy.datastore.etcd import EtcdSettings
-from policy.model.resources import Metadata, WorkloadEndpoint, WorkloadEndpointSpec
 from policy.datastore.store import ResourceStore, WriteMode
-from tests.fakes import FakeKernel, FakeKV, FakeNft
+from policy.model.documents import parse_resource
+from policy.model.resources import Metadata, WorkloadEndpoint, WorkloadEndpointSpec
 from policy.runtime.status import policy_status_key
+from tests.fakes import FakeKernel, FakeKV, FakeNft
 
 
 def wep(name, node="n1", interface="cxa", ips=("198.19.1.1",)):
-    return WorkloadEndpoint(metadata=Metadata(name=name, namespace="default"),
-                            spec=WorkloadEndpointSpec(node=node, interfaceName=interface, ipNetworks=list(ips)))
+    return WorkloadEndpoint(
+        metadata=Metadata(name=name, namespace="default"),
+        spec=WorkloadEndpointSpec(node=node, interfaceName=interface, ipNetworks=list(ips)),
+    )
 
 
 def wait_until(predicate, timeout=5.0):
@@ -57,7 +59,9 @@ def test_nothing_is_written_before_the_first_full_list(world):
     assert kernel.writes == [] and not kernel.forwarding and not agent.status.in_sync
     store = ResourceStore(kv, "/t")
     with kv.admin():
-        revision = store.write([wep("a"), wep("b", interface="cxb", ips=("198.19.1.2",)), wep("c", node="n2")], WriteMode.CREATE)
+        revision = store.write(
+            [wep("a"), wep("b", interface="cxb", ips=("198.19.1.2",)), wep("c", node="n2")], WriteMode.CREATE
+        )
     kv.set_down(False)
     wait_until(lambda: agent.status.programmed_revision >= revision)
     assert kernel.forwarding
@@ -117,8 +121,12 @@ def policy_world(agent_world):
     return kv, nft, agent, thread
 
 
-DENY_POLICY = {"apiVersion": "calyx.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "deny", "namespace": "default"},
-               "spec": {"selector": "all()", "types": ["Ingress"]}}
+DENY_POLICY = {
+    "apiVersion": "calyx.io/v1",
+    "kind": "NetworkPolicy",
+    "metadata": {"name": "deny", "namespace": "default"},
+    "spec": {"selector": "all()", "types": ["Ingress"]},
+}
 
 
 def test_no_nftables_write_before_the_first_full_list_then_one_transaction(policy_world):
@@ -155,12 +163,18 @@ def test_a_policy_the_kernel_refuses_fails_closed_and_is_reported(policy_world):
     store.write([wep("a")], WriteMode.CREATE)
     thread.start()
     wait_until(lambda: agent.status.programmed_revision > 0)
-    allow = {**DENY_POLICY, "metadata": {"name": "allow", "namespace": "default"},
-             "spec": {"selector": "all()", "ingress": [{"action": "Allow"}]}}
+    allow = {
+        **DENY_POLICY,
+        "metadata": {"name": "allow", "namespace": "default"},
+        "spec": {"selector": "all()", "ingress": [{"action": "Allow"}]},
+    }
     nft.refuse_next = 1
     revision = store.write([parse_resource(allow)], WriteMode.CREATE)
     wait_until(lambda: agent.status.programmed_revision >= revision)
     policy_chains = [rules for name, rules in nft.chains.items() if name.startswith("pol-in-")]
     assert policy_chains == [[[{"drop": None}]]]
     status = json.loads(kv.get(policy_status_key("/t", "n1")).value)
-    assert list(status) == ["/t/v1/networkpolicies/default/allow"] and "refused" in status["/t/v1/networkpolicies/default/allow"]
+    assert (
+        list(status) == ["/t/v1/networkpolicies/default/allow"]
+        and "refused" in status["/t/v1/networkpolicies/default/allow"]
+    )

@@ -15,21 +15,24 @@ from bgp.metrics import BgpMetrics
 from bgp.speaker import SpeakerControl
 from policy.datastore.etcd import EtcdSettings
 from policy.datastore.kv import Change
-from policy.runtime.status import bgp_status_key
 from policy.datastore.store import ResourceStore
 from policy.datastore.watch import SyncBatch
+from policy.runtime.status import bgp_status_key
 from tests.fakes import FakeBgpKernel, FakeKV, FakeSpeakerProcess
 
 P = "/calyx/v1"
 
 
 def node_json(name, v4):
-    return json.dumps({"apiVersion": "calyx.io/v1", "kind": "Node", "metadata": {"name": name},
-                       "spec": {"bgp": {"ipv4Address": v4}}}).encode()
+    return json.dumps(
+        {"apiVersion": "calyx.io/v1", "kind": "Node", "metadata": {"name": name}, "spec": {"bgp": {"ipv4Address": v4}}}
+    ).encode()
 
 
 def peer_json(name, spec):
-    return json.dumps({"apiVersion": "calyx.io/v1", "kind": "BGPPeer", "metadata": {"name": name}, "spec": spec}).encode()
+    return json.dumps(
+        {"apiVersion": "calyx.io/v1", "kind": "BGPPeer", "metadata": {"name": name}, "spec": spec}
+    ).encode()
 
 
 def block_json(cidr, node):
@@ -37,18 +40,33 @@ def block_json(cidr, node):
 
 
 def wep_json(name, node, nets):
-    return json.dumps({"apiVersion": "calyx.io/v1", "kind": "WorkloadEndpoint", "metadata": {"name": name, "namespace": "default"},
-                       "spec": {"node": node, "interfaceName": f"cx{name}", "ipNetworks": nets}}).encode()
+    return json.dumps(
+        {
+            "apiVersion": "calyx.io/v1",
+            "kind": "WorkloadEndpoint",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {"node": node, "interfaceName": f"cx{name}", "ipNetworks": nets},
+        }
+    ).encode()
 
 
 class Rig:
     def __init__(self):
         self.kv, self.kernel, self.process, self.metrics = FakeKV(), FakeBgpKernel(), FakeSpeakerProcess(), BgpMetrics()
         self.now = 100.0
-        config = BgpConfig(node_name="n1", etcd=EtcdSettings(("http://x",)), etcd_prefix="/calyx", graceful_restart_time=60)
+        config = BgpConfig(
+            node_name="n1", etcd=EtcdSettings(("http://x",)), etcd_prefix="/calyx", graceful_restart_time=60
+        )
         self.speaker = SpeakerControl(self.process, 60, 90, self.metrics, {})
-        self.daemon = BgpDaemon(config, self.kv, self.kernel, self.speaker, self.metrics, clock=lambda: self.now,
-                                wall=lambda: 5000.0 + self.now)
+        self.daemon = BgpDaemon(
+            config,
+            self.kv,
+            self.kernel,
+            self.speaker,
+            self.metrics,
+            clock=lambda: self.now,
+            wall=lambda: 5000.0 + self.now,
+        )
         self.daemon.start()
         self.revision = 0
 
@@ -63,8 +81,14 @@ class Rig:
 
 
 def learned(peer, *prefixes, hop=None):
-    return {"type": "update", "neighbor": {"address": {"peer": peer}, "direction": "receive", "message": {"update": {
-        "announce": {"ipv4 unicast": {hop or peer: [{"nlri": p} for p in prefixes]}}}}}}
+    return {
+        "type": "update",
+        "neighbor": {
+            "address": {"peer": peer},
+            "direction": "receive",
+            "message": {"update": {"announce": {"ipv4 unicast": {hop or peer: [{"nlri": p} for p in prefixes]}}}},
+        },
+    }
 
 
 @pytest.fixture
@@ -72,11 +96,14 @@ def rig():
     return Rig()
 
 
-BASE = [(f"{P}/nodes/n1", node_json("n1", "10.0.0.1/24")), (f"{P}/nodes/n2", node_json("n2", "10.0.0.2/24")),
-        (f"{P}/nodes/n3", node_json("n3", "10.0.0.3/24")),
-        (f"{P}/ipam/blocks/10.244.0.0-26", block_json("10.244.0.0/26", "n1")),
-        (f"{P}/workloadendpoints/default/borrowed", wep_json("borrowed", "n1", ["10.244.0.70/32"])),
-        (f"{P}/workloadendpoints/default/elsewhere", wep_json("elsewhere", "n2", ["10.244.0.71/32"]))]
+BASE = [
+    (f"{P}/nodes/n1", node_json("n1", "10.0.0.1/24")),
+    (f"{P}/nodes/n2", node_json("n2", "10.0.0.2/24")),
+    (f"{P}/nodes/n3", node_json("n3", "10.0.0.3/24")),
+    (f"{P}/ipam/blocks/10.244.0.0-26", block_json("10.244.0.0/26", "n1")),
+    (f"{P}/workloadendpoints/default/borrowed", wep_json("borrowed", "n1", ["10.244.0.70/32"])),
+    (f"{P}/workloadendpoints/default/elsewhere", wep_json("elsewhere", "n2", ["10.244.0.71/32"])),
+]
 
 
 def test_nothing_happens_before_the_first_complete_list(rig):
@@ -93,8 +120,11 @@ def test_learned_routes_are_installed_with_ecmp_but_never_over_our_own_prefixes(
     rig.exabgp(learned("10.0.0.2", "10.244.1.0/26", "10.244.9.0/26", "10.244.0.0/26"))
     rig.exabgp(learned("10.0.0.3", "10.244.9.0/26", "10.244.5.5/32"))
     rig.exabgp(learned("10.0.0.3", "10.244.0.70/32", "10.244.7.0/26", hop="10.0.0.1"))  # ours, and via ourselves
-    assert rig.kernel.learned == {"10.244.1.0/26": {"10.0.0.2"}, "10.244.9.0/26": {"10.0.0.2", "10.0.0.3"},
-                                  "10.244.5.5/32": {"10.0.0.3"}}
+    assert rig.kernel.learned == {
+        "10.244.1.0/26": {"10.0.0.2"},
+        "10.244.9.0/26": {"10.0.0.2", "10.0.0.3"},
+        "10.244.5.5/32": {"10.0.0.3"},
+    }
     rig.kernel.foreign.add("10.244.6.0/26")
     rig.exabgp(learned("10.0.0.2", "10.244.6.0/26"))
     assert "10.244.6.0/26" not in rig.kernel.learned and rig.metrics.route_errors._value.get() == 1
@@ -108,9 +138,11 @@ def test_learned_routes_are_installed_with_ecmp_but_never_over_our_own_prefixes(
 def test_bad_peers_in_etcd_are_skipped_counted_and_never_rendered(rig):
     good = (f"{P}/bgppeers/tor", peer_json("tor", {"peerIP": "10.0.0.254", "asNumber": 65001}))
     rig.etcd(*BASE, good)
-    rig.etcd((f"{P}/bgppeers/tor", peer_json("tor", {"peerIP": "10.0.0.254", "asNumber": 99999999999})),
-             (f"{P}/bgppeers/typo", peer_json("typo", {"peerIP": "10.0.0.253", "asNumber": 65001, "holdTme": 3})),
-             (f"{P}/bgppeers/junk", b"{not json"))
+    rig.etcd(
+        (f"{P}/bgppeers/tor", peer_json("tor", {"peerIP": "10.0.0.254", "asNumber": 99999999999})),
+        (f"{P}/bgppeers/typo", peer_json("typo", {"peerIP": "10.0.0.253", "asNumber": 65001, "holdTme": 3})),
+        (f"{P}/bgppeers/junk", b"{not json"),
+    )
     assert rig.metrics.bad_resources.labels("BGPPeer")._value.get() == 3
     config = rig.process.configs[-1]
     assert "neighbor 10.0.0.254" in config and "peer-as 65001;" in config  # the last good version stays
@@ -122,7 +154,10 @@ def test_withdrawn_when_the_endpoint_goes_and_kernel_routes_of_a_previous_run_ar
     rig.daemon.start()  # as after a restart: the kernel's routes are adopted
     rig.etcd(*BASE)
     rig.etcd((f"{P}/workloadendpoints/default/borrowed", None))
-    assert rig.process.commands[-1] == "neighbor 10.0.0.2 , neighbor 10.0.0.3 withdraw attributes next-hop self nlri 10.244.0.70/32"
+    assert (
+        rig.process.commands[-1]
+        == "neighbor 10.0.0.2 , neighbor 10.0.0.3 withdraw attributes next-hop self nlri 10.244.0.70/32"
+    )
     assert rig.kernel.learned == {"10.244.3.0/26": {"10.0.0.3"}}
     rig.now += 61
     rig.daemon.step(0)
@@ -146,8 +181,10 @@ def test_policyctl_node_status_prints_sessions(rig, monkeypatch):
     assert missing.exit_code == 1 and "no BGP status for node 'n9'" in missing.output
 
 
-HOST = HostView(lambda: [("lo", "127.0.0.1/8"), ("eth0", "192.0.2.10/24"), ("eth1", "198.51.100.7/24"),
-                         ("eth1", "2001:db8::7/64")], lambda dest: "198.51.100.7")
+HOST = HostView(
+    lambda: [("lo", "127.0.0.1/8"), ("eth0", "192.0.2.10/24"), ("eth1", "198.51.100.7/24"), ("eth1", "2001:db8::7/64")],
+    lambda dest: "198.51.100.7",
+)
 
 
 def test_address_autodetection_is_explicit():
@@ -155,8 +192,11 @@ def test_address_autodetection_is_explicit():
     assert detect("cidr=198.51.100.0/24", 4, HOST) == "198.51.100.7/24"
     assert detect("can-reach=198.51.100.1", 4, HOST) == "198.51.100.7/24"
     assert detect("interface=eth.*", 6, HOST) == "2001:db8::7/64"
-    for method, message in [("first-found", "unknown autodetection method"), ("interface=wlan0", "found no IPv4 address"),
-                            ("cidr=nope", "autodetection method 'cidr=nope'")]:
+    for method, message in [
+        ("first-found", "unknown autodetection method"),
+        ("interface=wlan0", "found no IPv4 address"),
+        ("cidr=nope", "autodetection method 'cidr=nope'"),
+    ]:
         with pytest.raises(AddressError, match=message):
             detect(method, 4, HOST)
     assert choose("10.1.1.1/24", "10.9.9.9/24", "interface=eth0", 4, HOST) == "10.1.1.1/24"
@@ -171,19 +211,41 @@ def test_registration_writes_the_node_and_refuses_without_any_address():
     with pytest.raises(AddressError, match="no BGP address for node n1"):
         register(store, "n1", None, None, None, None, None, HOST)
     node = register(store, "n1", None, None, "interface=eth1", "interface=eth1", 65010, HOST)
-    assert (node.spec.bgp.ipv4Address, node.spec.bgp.ipv6Address, node.spec.bgp.asNumber) == \
-        ("198.51.100.7/24", "2001:db8::7/64", 65010)
+    assert (node.spec.bgp.ipv4Address, node.spec.bgp.ipv6Address, node.spec.bgp.asNumber) == (
+        "198.51.100.7/24",
+        "2001:db8::7/64",
+        65010,
+    )
     again = register(store, "n1", None, None, None, None, None, HOST)  # the recorded address is kept
-    assert again.spec.bgp.ipv4Address == "198.51.100.7/24" and again.metadata.resourceVersion == node.metadata.resourceVersion
+    assert (
+        again.spec.bgp.ipv4Address == "198.51.100.7/24"
+        and again.metadata.resourceVersion == node.metadata.resourceVersion
+    )
 
 
 MALFORMED_EXABGP = [
-    {"type": "open", "neighbor": {"address": {"peer": "10.0.0.2"}, "direction": "receive",
-                                  "open": {"capabilities": {"64": {"time": "soon"}}}}},  # int() of a word
-    {"type": "update", "neighbor": {"address": {"peer": "10.0.0.2"}, "message": {"update": {
-        "announce": {"ipv4 unicast": {"10.0.0.2": [{"no-nlri": "10.244.1.0/26"}]}}}}}},  # no nlri key
-    {"type": "update", "neighbor": {"address": {"peer": "10.0.0.2"}, "message": {"update": {
-        "announce": {"ipv4 unicast": {"10.0.0.2": [{"nlri": "not-a-prefix"}]}}}}}},
+    {
+        "type": "open",
+        "neighbor": {
+            "address": {"peer": "10.0.0.2"},
+            "direction": "receive",
+            "open": {"capabilities": {"64": {"time": "soon"}}},
+        },
+    },  # int() of a word
+    {
+        "type": "update",
+        "neighbor": {
+            "address": {"peer": "10.0.0.2"},
+            "message": {"update": {"announce": {"ipv4 unicast": {"10.0.0.2": [{"no-nlri": "10.244.1.0/26"}]}}}},
+        },
+    },  # no nlri key
+    {
+        "type": "update",
+        "neighbor": {
+            "address": {"peer": "10.0.0.2"},
+            "message": {"update": {"announce": {"ipv4 unicast": {"10.0.0.2": [{"nlri": "not-a-prefix"}]}}}},
+        },
+    },
     {"type": "state", "neighbor": ["not", "a", "mapping"]},
     {"type": "update", "neighbor": {"address": {"peer": "10.0.0.2"}, "message": {"update": {"announce": 7}}}},
 ]

@@ -7,8 +7,11 @@ from bgp.plan import Peer, Plan, Speaker
 from bgp.speaker import SpeakerControl
 from tests.fakes import FakeSpeakerProcess
 
-PEERS = (Peer("10.0.0.2", 64512, "mesh:n2", False, "10.0.0.1"), Peer("10.0.0.9", 65001, "tor", True, None, "pw"),
-         Peer("fd00::2", 64512, "mesh:n2", False, "fd00::1"))
+PEERS = (
+    Peer("10.0.0.2", 64512, "mesh:n2", False, "10.0.0.1"),
+    Peer("10.0.0.9", 65001, "tor", True, None, "pw"),
+    Peer("fd00::2", 64512, "mesh:n2", False, "fd00::1"),
+)
 SPEAKER = Speaker("10.0.0.1", 64512, 179, ("10.0.0.1", "fd00::1"), PEERS)
 
 
@@ -19,22 +22,24 @@ def plan(announcements, peers=PEERS) -> Plan:
 def test_config_has_one_neighbor_per_peer_with_graceful_restart_and_our_api_process():
     text = render_config(SPEAKER, "/bin/bridge /run/api.sock", graceful_restart=120, hold_time=90)
     assert "run /bin/bridge /run/api.sock;" in text and text.count("neighbor ") == 3
-    tor = text[text.index("neighbor 10.0.0.9"):text.index("neighbor fd00::2")]
+    tor = text[text.index("neighbor 10.0.0.9") : text.index("neighbor fd00::2")]
     assert "peer-as 65001;" in tor and "passive true;" in tor and 'md5-password "pw";' in tor
     assert "local-address" not in tor and "graceful-restart 120;" in tor and "family { ipv4 unicast; }" in tor
-    assert "family { ipv6 unicast; }" in text[text.index("neighbor fd00::2"):]
+    assert "family { ipv6 unicast; }" in text[text.index("neighbor fd00::2") :]
     env = environment(SPEAKER, {"PATH": "/bin"})
     assert env["exabgp.tcp.bind"] == "10.0.0.1 fd00::1" and env["exabgp.api.ack"] == "true" and env["PATH"] == "/bin"
 
 
 def test_commands_group_by_family_and_communities_and_go_to_peers_of_that_family():
     peers = ["10.0.0.2", "10.0.0.9", "fd00::2"]
-    commands = announce_commands({"10.1.0.0/26": (), "10.1.0.64/26": (), "10.2.0.0/26": ("65000:1",),
-                                  "fd00:1::/122": ("1:2:3",)}, peers)
+    commands = announce_commands(
+        {"10.1.0.0/26": (), "10.1.0.64/26": (), "10.2.0.0/26": ("65000:1",), "fd00:1::/122": ("1:2:3",)}, peers
+    )
     assert commands == [
         "neighbor 10.0.0.2 , neighbor 10.0.0.9 announce attributes next-hop self nlri 10.1.0.0/26 10.1.0.64/26",
         "neighbor 10.0.0.2 , neighbor 10.0.0.9 announce attributes next-hop self community [ 65000:1 ] nlri 10.2.0.0/26",
-        "neighbor fd00::2 announce attributes next-hop self large-community [ 1:2:3 ] nlri fd00:1::/122"]
+        "neighbor fd00::2 announce attributes next-hop self large-community [ 1:2:3 ] nlri fd00:1::/122",
+    ]
     assert withdraw_commands(["fd00:1::/122"], ["10.0.0.2"]) == []  # no IPv6 peer: nothing to say
     many = announce_commands({f"10.{i // 256}.{i % 256}.0/24": () for i in range(4500)}, peers)
     assert len(many) == 3 and sum(c.count("/24") for c in many) == 4500

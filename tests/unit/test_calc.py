@@ -8,10 +8,13 @@ from felix.calc import EndpointRoutes, RouteIndex
 KEYS = [f"/c/v1/workloadendpoints/default/w{i}" for i in range(6)]
 routes_strategy = st.one_of(
     st.none(),
-    st.builds(EndpointRoutes,
-              interface=st.sampled_from(["cxa", "cxb", "cxc"]),
-              networks=st.lists(st.sampled_from(["198.19.1.1/32", "198.19.1.2/32", "fd00::1/128"]), unique=True)
-              .map(lambda ns: tuple(sorted(ns)))),
+    st.builds(
+        EndpointRoutes,
+        interface=st.sampled_from(["cxa", "cxb", "cxc"]),
+        networks=st.lists(st.sampled_from(["198.19.1.1/32", "198.19.1.2/32", "fd00::1/128"]), unique=True).map(
+            lambda ns: tuple(sorted(ns))
+        ),
+    ),
 )
 # A history of updates: later updates of a key win.  Order among keys is what gets permuted.
 histories = st.lists(st.tuples(st.sampled_from(KEYS), routes_strategy), max_size=25)

@@ -61,8 +61,13 @@ def test_endpoints_with_the_same_policies_share_chains():
     resources = docs((GOLDEN / "representative.yaml").read_text())
     ruleset = compile_all(resources).ruleset()
     assert ruleset.to_workload["cxweb1"] != ruleset.to_workload["cxdb1"]
-    twin = docs((GOLDEN / "representative.yaml").read_text().replace("name: web-1,", "name: web-3,")
-                .replace("cxweb1", "cxweb3").replace("10.0.1.1/32", "10.0.1.3/32"))
+    twin = docs(
+        (GOLDEN / "representative.yaml")
+        .read_text()
+        .replace("name: web-1,", "name: web-3,")
+        .replace("cxweb1", "cxweb3")
+        .replace("10.0.1.1/32", "10.0.1.3/32")
+    )
     ruleset = compile_all(resources + [r for r in twin if r.name == "web-3"]).ruleset()
     assert ruleset.to_workload["cxweb3"] == ruleset.to_workload["cxweb1"]
     assert ruleset.from_workload["cxweb3"] == ruleset.from_workload["cxweb1"]
@@ -76,7 +81,9 @@ def test_removing_everything_leaves_only_the_empty_interface_set():
         feed(compiler, resource, removed=True)
     ruleset = compiler.ruleset()
     assert ruleset.chains == {} and ruleset.from_workload == {}
-    assert {name: s.elements for name, s in ruleset.sets.items()} == dict.fromkeys(["wl-ifaces", "wl-src4", "wl-src6"], frozenset())
+    assert {name: s.elements for name, s in ruleset.sets.items()} == dict.fromkeys(
+        ["wl-ifaces", "wl-src4", "wl-src6"], frozenset()
+    )
 
 
 def test_a_policy_that_cannot_compile_becomes_drop_all_for_its_endpoints_only():
@@ -94,6 +101,7 @@ def test_a_policy_that_cannot_compile_becomes_drop_all_for_its_endpoints_only():
 
 def test_collapse_keeps_hosts_bare_and_merges_networks_of_either_family():
     from policy.compiler.sets import collapse
+
     assert collapse(["10.0.0.1/32", "fd00::1/128"]) == {"10.0.0.1", "fd00::1"}
     assert collapse(["2001:db8::/32"]) == {"2001:db8::/32"}
     assert collapse(["10.0.0.0/24", "10.0.0.7/32", "10.0.1.0/24"]) == {"10.0.0.0/23"}

@@ -45,7 +45,9 @@ def test_kubernetes_namespace_is_converted_and_gets_the_name_label():
 def test_namespaced_kind_defaults_to_default_namespace_and_nodes_are_global():
     docs = load_documents(
         "apiVersion: calyx.io/v1\nkind: WorkloadEndpoint\nmetadata: {name: a}\nspec: {node: n, interfaceName: cxa}\n"
-        "---\napiVersion: calyx.io/v1\nkind: Node\nmetadata: {name: n}\n", "f.yaml")
+        "---\napiVersion: calyx.io/v1\nkind: Node\nmetadata: {name: n}\n",
+        "f.yaml",
+    )
     assert docs[0].namespace == "default"
     assert isinstance(docs[1], Node) and docs[1].namespace is None
 
@@ -59,26 +61,58 @@ def _error(text: str, **kwargs) -> str:
 GOOD = "apiVersion: calyx.io/v1\nkind: Node\nmetadata: {name: n1}\n---\n"
 
 
-@pytest.mark.parametrize("text, expected", [
-    (GOOD + "kind: [", "bad.yaml: document 2: invalid YAML at line"),
-    (GOOD + "apiVersion: calyx.io/v1\nkind: Gadget\nmetadata: {name: g}\n", "document 2 (Gadget g): kind: unknown kind 'Gadget'"),
-    (GOOD + "apiVersion: calyx.io/v9\nkind: Node\nmetadata: {name: g}\n", "document 2 (Node g): apiVersion: unsupported apiVersion"),
-    (GOOD + "apiVersion: calyx.io/v1\nkind: WorkloadEndpoint\nmetadata: {name: w}\nspec: {interfaceName: cxa}\n",
-     "document 2 (WorkloadEndpoint w): spec.node: Field required"),
-    (GOOD + "apiVersion: calyx.io/v1\nkind: WorkloadEndpoint\nmetadata: {name: w}\nspec: {node: n, interfaceName: cxa, ipNetworks: 5}\n",
-     "spec.ipNetworks: Input should be a valid list"),
-    (GOOD + "apiVersion: calyx.io/v1\nkind: WorkloadEndpoint\nmetadata: {name: w}\nspec: {node: n, interfaceName: cxa, ipNetworks: [10.0.0.1/33]}\n",
-     "spec.ipNetworks[0]: '10.0.0.1/33' is not a valid CIDR"),
-    (GOOD + "apiVersion: calyx.io/v1\nkind: WorkloadEndpoint\nmetadata: {name: w}\nspec: {node: n, interfaceName: cxa, ipNetworks: [10.0.0.1/24]}\n",
-     "has host bits set"),
-    (GOOD + "apiVersion: calyx.io/v1\nkind: WorkloadEndpoint\nmetadata: {name: w}\nspec: {node: n, interfaceName: cxa, nodee: x}\n",
-     "spec.nodee: unknown field"),
-    (GOOD + "apiVersion: calyx.io/v1\nkind: WorkloadEndpoint\nmetadata: {name: w}\nspec: {node: n, interfaceName: a-very-long-interface}\n",
-     "spec.interfaceName: 'a-very-long-interface' is not a valid Linux interface name"),
-    (GOOD + "apiVersion: calyx.io/v1\nkind: Node\nmetadata: {name: Bad_Name}\n", "metadata.name: 'Bad_Name' is not a valid name"),
-    (GOOD + "apiVersion: calyx.io/v1\nkind: Node\nmetadata: {name: n2}\nspec: {bgp: {asNumber: 0}}\n", "spec.bgp.asNumber: Input should be greater than or equal to 1"),
-    (GOOD + "- just a list\n", "document 2: expected a mapping"),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (GOOD + "kind: [", "bad.yaml: document 2: invalid YAML at line"),
+        (
+            GOOD + "apiVersion: calyx.io/v1\nkind: Gadget\nmetadata: {name: g}\n",
+            "document 2 (Gadget g): kind: unknown kind 'Gadget'",
+        ),
+        (
+            GOOD + "apiVersion: calyx.io/v9\nkind: Node\nmetadata: {name: g}\n",
+            "document 2 (Node g): apiVersion: unsupported apiVersion",
+        ),
+        (
+            GOOD + "apiVersion: calyx.io/v1\nkind: WorkloadEndpoint\nmetadata: {name: w}\nspec: {interfaceName: cxa}\n",
+            "document 2 (WorkloadEndpoint w): spec.node: Field required",
+        ),
+        (
+            GOOD
+            + "apiVersion: calyx.io/v1\nkind: WorkloadEndpoint\nmetadata: {name: w}\nspec: {node: n, interfaceName: cxa, ipNetworks: 5}\n",
+            "spec.ipNetworks: Input should be a valid list",
+        ),
+        (
+            GOOD
+            + "apiVersion: calyx.io/v1\nkind: WorkloadEndpoint\nmetadata: {name: w}\nspec: {node: n, interfaceName: cxa, ipNetworks: [10.0.0.1/33]}\n",
+            "spec.ipNetworks[0]: '10.0.0.1/33' is not a valid CIDR",
+        ),
+        (
+            GOOD
+            + "apiVersion: calyx.io/v1\nkind: WorkloadEndpoint\nmetadata: {name: w}\nspec: {node: n, interfaceName: cxa, ipNetworks: [10.0.0.1/24]}\n",
+            "has host bits set",
+        ),
+        (
+            GOOD
+            + "apiVersion: calyx.io/v1\nkind: WorkloadEndpoint\nmetadata: {name: w}\nspec: {node: n, interfaceName: cxa, nodee: x}\n",
+            "spec.nodee: unknown field",
+        ),
+        (
+            GOOD
+            + "apiVersion: calyx.io/v1\nkind: WorkloadEndpoint\nmetadata: {name: w}\nspec: {node: n, interfaceName: a-very-long-interface}\n",
+            "spec.interfaceName: 'a-very-long-interface' is not a valid Linux interface name",
+        ),
+        (
+            GOOD + "apiVersion: calyx.io/v1\nkind: Node\nmetadata: {name: Bad_Name}\n",
+            "metadata.name: 'Bad_Name' is not a valid name",
+        ),
+        (
+            GOOD + "apiVersion: calyx.io/v1\nkind: Node\nmetadata: {name: n2}\nspec: {bgp: {asNumber: 0}}\n",
+            "spec.bgp.asNumber: Input should be greater than or equal to 1",
+        ),
+        (GOOD + "- just a list\n", "document 2: expected a mapping"),
+    ],
+)
 def test_bad_documents_name_file_document_and_field(text, expected):
     assert expected in _error(text)
 

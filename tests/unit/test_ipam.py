@@ -5,15 +5,21 @@ import pytest
 from click.testing import CliRunner
 
 import policy.ctl.main
-from policy.model.documents import parse_resource
 from policy.datastore.ipam import IPAM, IPAMError
 from policy.datastore.store import ResourceStore, WriteMode
+from policy.model.documents import parse_resource
 from tests.fakes import FakeKV
 
 
 def pool(cidr: str, **spec) -> object:
-    return parse_resource({"apiVersion": "calyx.io/v1", "kind": "IPPool", "metadata": {"name": cidr.replace("/", "-").replace(":", "-")},
-                           "spec": {"cidr": cidr, **spec}})
+    return parse_resource(
+        {
+            "apiVersion": "calyx.io/v1",
+            "kind": "IPPool",
+            "metadata": {"name": cidr.replace("/", "-").replace(":", "-")},
+            "spec": {"cidr": cidr, **spec},
+        }
+    )
 
 
 @pytest.fixture
@@ -56,8 +62,9 @@ def test_borrowing_when_the_pool_is_full_unless_strict(kv):
 
 
 def test_node_selector_disabled_pools_and_a_specific_address(kv):
-    manager = ipam_with(kv, pool("10.30.0.0/24", nodeSelector="rack == 'a'"), pool("10.40.0.0/24", disabled=True),
-                        pool("fd00:30::/120"))
+    manager = ipam_with(
+        kv, pool("10.30.0.0/24", nodeSelector="rack == 'a'"), pool("10.40.0.0/24", disabled=True), pool("fd00:30::/120")
+    )
     assert ipaddress.ip_address(manager.allocate("n1", "v6")).version == 6  # rack a pool does not select n1
     assert manager.allocate("n1", "fixed", address="10.30.0.77") == "10.30.0.77"
     with pytest.raises(IPAMError, match="already allocated to handle fixed"):
@@ -84,7 +91,7 @@ def test_concurrent_allocations_never_hand_out_one_address_twice(kv):
     def allocate(i: int) -> None:
         try:
             results.append(IPAM(kv, "/calyx").allocate(f"n{i % 3}", f"h{i}"))
-        except Exception as exc:  # noqa: BLE001 - collected for the assertion
+        except Exception as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=allocate, args=(i,)) for i in range(50)]
@@ -96,7 +103,9 @@ def test_concurrent_allocations_never_hand_out_one_address_twice(kv):
     handles = manager.handles()
     assert sorted(a for h in handles.values() for a in h.addresses) == sorted(results)
     report = manager.check()
-    assert report["dangling"] == [] and report["duplicates"] == [] and len(report["leaked"]) == 50  # no endpoints use them
+    assert (
+        report["dangling"] == [] and report["duplicates"] == [] and len(report["leaked"]) == 50
+    )  # no endpoints use them
 
 
 def test_policyctl_ipam_commands(kv, monkeypatch):
@@ -111,6 +120,9 @@ def test_policyctl_ipam_commands(kv, monkeypatch):
     assert run("release", "--handle", "script-1").output.strip() == "10.60.0.0 released"
     assert run("check").exit_code == 0
     assert run("release", "--ip", "10.60.0.9").exit_code == 1
-    bad = CliRunner().invoke(policy.ctl.main.cli, ["apply", "-f", "-"], input="apiVersion: calyx.io/v1\nkind: IPPool\n"
-                             "metadata: {name: p}\nspec: {cidr: 10.0.0.0/24, blockSize: 20}\n")
+    bad = CliRunner().invoke(
+        policy.ctl.main.cli,
+        ["apply", "-f", "-"],
+        input="apiVersion: calyx.io/v1\nkind: IPPool\nmetadata: {name: p}\nspec: {cidr: 10.0.0.0/24, blockSize: 20}\n",
+    )
     assert bad.exit_code == 1 and "spec: blockSize 20 must be between the pool's prefix length 24 and 32" in bad.output

@@ -37,7 +37,12 @@ def test_changing_one_policy_rewrites_its_chain_and_set_elements_only():
             feed(compiler, resource)
     result = driver.apply(compiler.ruleset())
     commands = nft.transactions[-1]
-    touched = {(verb, what, obj.get("chain") or obj.get("name")) for c in commands for verb, b in c.items() for what, obj in b.items()}
+    touched = {
+        (verb, what, obj.get("chain") or obj.get("name"))
+        for c in commands
+        for verb, b in c.items()
+        for what, obj in b.items()
+    }
     chains = {name for _, what, name in touched if what in ("chain", "rule")}
     assert not result.full and len(chains) == 1 and next(iter(chains)).startswith("pol-out-")
     assert all(what in ("chain", "rule") for _, what, _ in touched)
@@ -49,8 +54,12 @@ def test_a_new_endpoint_adds_its_chains_map_entries_and_set_members():
     nft = FakeNft()
     driver = PolicyDriver(nft)
     driver.apply(compiler.ruleset())
-    for resource in docs(MODEL.replace("name: web-1,", "name: web-3,").replace("cxweb1", "cxweb3")
-                              .replace("10.0.1.1/32", "10.0.1.3/32").replace("fd00::1:1/128", "fd00::1:3/128")):
+    for resource in docs(
+        MODEL.replace("name: web-1,", "name: web-3,")
+        .replace("cxweb1", "cxweb3")
+        .replace("10.0.1.1/32", "10.0.1.3/32")
+        .replace("fd00::1:1/128", "fd00::1:3/128")
+    ):
         if resource.name == "web-3":
             feed(compiler, resource)
     driver.apply(compiler.ruleset())

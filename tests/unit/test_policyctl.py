@@ -5,12 +5,14 @@ import yaml
 from click.testing import CliRunner
 
 import policy.ctl.main
-from tests.fakes import FakeKV
 from policy.runtime.status import policy_status_key
+from tests.fakes import FakeKV
 
 NODE = "apiVersion: calyx.io/v1\nkind: Node\nmetadata: {name: n1}\nspec: {bgp: {asNumber: 64512, ipv4Address: 198.18.1.2/24}}\n"
-WEP = ("apiVersion: projectcalico.org/v3\nkind: WorkloadEndpoint\nmetadata: {name: w1, namespace: prod, labels: {app: web}}\n"
-       "spec: {node: n1, interfaceName: cxa, ipNetworks: [198.19.1.1/32]}\n")
+WEP = (
+    "apiVersion: projectcalico.org/v3\nkind: WorkloadEndpoint\nmetadata: {name: w1, namespace: prod, labels: {app: web}}\n"
+    "spec: {node: n1, interfaceName: cxa, ipNetworks: [198.19.1.1/32]}\n"
+)
 NS = "apiVersion: v1\nkind: Namespace\nmetadata: {name: prod}\n"
 
 
@@ -52,13 +54,25 @@ def test_apply_get_delete_round_trip_of_every_kind(kv, tmp_path):
     assert kv.data == {}
 
 
-@pytest.mark.parametrize("bad, message", [
-    ("kind: [", "document 2: invalid YAML at line"),
-    ("apiVersion: calyx.io/v1\nkind: Gizmo\nmetadata: {name: g}\n", "document 2 (Gizmo g): kind: unknown kind"),
-    ("apiVersion: calyx.io/v1\nkind: WorkloadEndpoint\nmetadata: {name: w}\nspec: {interfaceName: cxa}\n", "spec.node: Field required"),
-    ("apiVersion: calyx.io/v1\nkind: WorkloadEndpoint\nmetadata: {name: w}\nspec: {node: [1], interfaceName: cxa}\n", "spec.node: Input should be a valid string"),
-    ("apiVersion: calyx.io/v1\nkind: WorkloadEndpoint\nmetadata: {name: w}\nspec: {node: n, interfaceName: cxa, ipNetworks: [300.1.1.1/32]}\n", "spec.ipNetworks[0]: '300.1.1.1/32' is not a valid CIDR"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ("kind: [", "document 2: invalid YAML at line"),
+        ("apiVersion: calyx.io/v1\nkind: Gizmo\nmetadata: {name: g}\n", "document 2 (Gizmo g): kind: unknown kind"),
+        (
+            "apiVersion: calyx.io/v1\nkind: WorkloadEndpoint\nmetadata: {name: w}\nspec: {interfaceName: cxa}\n",
+            "spec.node: Field required",
+        ),
+        (
+            "apiVersion: calyx.io/v1\nkind: WorkloadEndpoint\nmetadata: {name: w}\nspec: {node: [1], interfaceName: cxa}\n",
+            "spec.node: Input should be a valid string",
+        ),
+        (
+            "apiVersion: calyx.io/v1\nkind: WorkloadEndpoint\nmetadata: {name: w}\nspec: {node: n, interfaceName: cxa, ipNetworks: [300.1.1.1/32]}\n",
+            "spec.ipNetworks[0]: '300.1.1.1/32' is not a valid CIDR",
+        ),
+    ],
+)
 def test_bad_document_fails_the_whole_file_and_writes_nothing(kv, tmp_path, bad, message):
     path = tmp_path / "bad.yaml"
     path.write_text(NODE + "---\n" + bad)
@@ -123,7 +137,10 @@ def test_validate_needs_no_datastore_and_names_the_bad_field(tmp_path, monkeypat
     bad.write_text(POLICY.replace("app == 'bad'", "app == 'bad' &&"))
     result = ctl("validate", "-f", str(bad))
     assert result.exit_code == 1
-    assert "bad.yaml: document 3 (GlobalNetworkPolicy security.deny-bad): spec.selector: invalid selector: expected a label key, found end of selector at column 16" in result.output
+    assert (
+        "bad.yaml: document 3 (GlobalNetworkPolicy security.deny-bad): spec.selector: invalid selector: expected a label key, found end of selector at column 16"
+        in result.output
+    )
 
 
 def test_dry_run_writes_nothing_and_says_what_would_happen(kv, tmp_path):
@@ -155,7 +172,10 @@ def test_wide_policy_listing_shows_order_tier_selector_rule_counts_and_status(kv
     path = tmp_path / "p.yaml"
     path.write_text(POLICY)
     ctl("apply", "-f", str(path))
-    kv.put(policy_status_key("/calyx", "n1"), json.dumps({"/calyx/v1/globalnetworkpolicies/security.deny-bad": "boom"}).encode())
+    kv.put(
+        policy_status_key("/calyx", "n1"),
+        json.dumps({"/calyx/v1/globalnetworkpolicies/security.deny-bad": "boom"}).encode(),
+    )
     lines = ctl("get", "gnp", "-o", "wide").output.splitlines()
     assert lines[0].split() == ["NAME", "TIER", "ORDER", "SELECTOR", "TYPES", "INGRESS", "EGRESS", "STATUS"]
     assert lines[1].split()[:3] == ["security.deny-bad", "security", "10"] and lines[1].endswith("n1: boom")
@@ -164,10 +184,13 @@ def test_wide_policy_listing_shows_order_tier_selector_rule_counts_and_status(kv
 
 
 def test_every_kind_has_a_table(kv, tmp_path):
-    from policy.model.kinds import KINDS
     from policy.ctl.output import COLUMNS
+    from policy.model.kinds import KINDS
+
     assert set(KINDS.values()) == set(COLUMNS)
     path = tmp_path / "peer.yaml"
-    path.write_text("apiVersion: calyx.io/v1\nkind: BGPPeer\nmetadata: {name: tor}\nspec: {peerIP: 198.18.0.1, asNumber: 65001}\n")
+    path.write_text(
+        "apiVersion: calyx.io/v1\nkind: BGPPeer\nmetadata: {name: tor}\nspec: {peerIP: 198.18.0.1, asNumber: 65001}\n"
+    )
     assert ctl("apply", "-f", str(path)).exit_code == 0
     assert ctl("get", "bgppeers").output.splitlines()[1].split() == ["tor", "198.18.0.1", "65001", "(all)"]

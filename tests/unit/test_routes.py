@@ -5,7 +5,11 @@ from tests.fakes import FakeKernel
 
 def test_resync_sweeps_stray_routes_and_adds_missing_ones():
     kernel = FakeKernel({"cxa": 5, "cxb": 6, "eth0": 2})
-    kernel.route_table = {KernelRoute("198.19.1.1/32", 5), KernelRoute("198.19.1.9/32", 5), KernelRoute("198.19.9.9/32", 6)}
+    kernel.route_table = {
+        KernelRoute("198.19.1.1/32", 5),
+        KernelRoute("198.19.1.9/32", 5),
+        KernelRoute("198.19.9.9/32", 6),
+    }
     driver = RouteDriver(kernel)
     driver.set_desired("cxa", frozenset({"198.19.1.1/32", "198.19.1.2/32"}))
     driver.resync()

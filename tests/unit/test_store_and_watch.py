@@ -4,15 +4,17 @@ import time
 import pytest
 
 from policy.datastore.kv import Conflict
-from policy.model.resources import Metadata, Node, WorkloadEndpoint, WorkloadEndpointSpec
 from policy.datastore.store import NotFound, Ref, ResourceStore, WriteMode, decode
 from policy.datastore.watch import Backoff, Syncer, WatchGuard
+from policy.model.resources import Metadata, Node, WorkloadEndpoint, WorkloadEndpointSpec
 from tests.fakes import FakeKV
 
 
 def wep(name: str, node: str = "n1", ip: str = "198.19.1.1") -> WorkloadEndpoint:
-    return WorkloadEndpoint(metadata=Metadata(name=name, namespace="default"),
-                            spec=WorkloadEndpointSpec(node=node, interfaceName="cxa", ipNetworks=[ip]))
+    return WorkloadEndpoint(
+        metadata=Metadata(name=name, namespace="default"),
+        spec=WorkloadEndpointSpec(node=node, interfaceName="cxa", ipNetworks=[ip]),
+    )
 
 
 def test_store_round_trip_with_revision_as_resource_version():
@@ -167,8 +169,14 @@ def test_watch_behind_compaction_relists_instead_of_retrying_the_same_revision()
 def test_a_watch_that_stops_delivering_is_detected_and_relisted():
     kv, sink, stop = FakeKV(), Collector(), threading.Event()
     kv.put("/p/a", b"1")
-    syncer = Syncer(kv, "/p/", sink, stop, Backoff(initial=0.01, maximum=0.05),
-                    guard=WatchGuard(first=0.05, interval=0.1, confirm=0.05))
+    syncer = Syncer(
+        kv,
+        "/p/",
+        sink,
+        stop,
+        Backoff(initial=0.01, maximum=0.05),
+        guard=WatchGuard(first=0.05, interval=0.1, confirm=0.05),
+    )
     thread = threading.Thread(target=syncer.run, daemon=True)
     thread.start()
     wait_until(lambda: sink.complete_revisions)

@@ -52,9 +52,15 @@ def unreachable(lab: BgpLab, timeout: float = 2.0) -> list[tuple[str, str]]:
     """(source, destination address) pairs where a TCP echo failed, both families, all pairs."""
     failures = []
     for src in lab.workloads():
-        targets = [[address, ECHO_PORT, "tcp"] for dst in lab.workloads() if dst is not src for address in (dst.ip, dst.ipv6)]
-        result = subprocess.run(["ip", "netns", "exec", src.netns, "python3", PROBE, "probe", str(timeout), json.dumps(targets)],
-                                capture_output=True, text=True, timeout=30)
+        targets = [
+            [address, ECHO_PORT, "tcp"] for dst in lab.workloads() if dst is not src for address in (dst.ip, dst.ipv6)
+        ]
+        result = subprocess.run(
+            ["ip", "netns", "exec", src.netns, "python3", PROBE, "probe", str(timeout), json.dumps(targets)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         answers = json.loads(result.stdout)
         failures += [(src.name, target[0]) for target, ok in zip(targets, answers) if not ok]
     return failures

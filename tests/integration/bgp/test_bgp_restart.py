@@ -16,8 +16,11 @@ def routes_via_node1(lab, node: str) -> set[str]:
 
 
 def start_flow(src, address: str, seconds: float) -> subprocess.Popen:
-    return subprocess.Popen(["ip", "netns", "exec", src.netns, "python3", PROBE, "flow", address, str(ECHO_PORT), str(seconds)],
-                            stdout=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        ["ip", "netns", "exec", src.netns, "python3", PROBE, "flow", address, str(ECHO_PORT), str(seconds)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
 
 
 def flow_result(flow: subprocess.Popen) -> tuple[int, int]:
@@ -37,13 +40,19 @@ def test_stopped_node_routes_leave_after_the_restart_time_and_come_back(bgp_lab_
     stopped = time.monotonic()
     time.sleep(1.5)
     assert routes_via_node1(lab, "node2") == before, "routes left before the graceful-restart time"
-    wait_for(lambda: not routes_via_node1(lab, "node2"), timeout=lab.restart_time + 6,
-             what=lambda: f"node1's routes to leave node2: {lab.learned_routes('node2')}")
+    wait_for(
+        lambda: not routes_via_node1(lab, "node2"),
+        timeout=lab.restart_time + 6,
+        what=lambda: f"node1's routes to leave node2: {lab.learned_routes('node2')}",
+    )
     gone_after = time.monotonic() - stopped
     assert gone_after >= lab.restart_time - 0.5, f"routes left after {gone_after:.1f}s, before the restart time"
     lab.start_bgp("node1")
-    wait_for(lambda: routes_via_node1(lab, "node2") == before, timeout=15,
-             what=lambda: f"node1's routes back on node2: {lab.learned_routes('node2')}")
+    wait_for(
+        lambda: routes_via_node1(lab, "node2") == before,
+        timeout=15,
+        what=lambda: f"node1's routes back on node2: {lab.learned_routes('node2')}",
+    )
     assert not unreachable(lab)
 
 

@@ -12,29 +12,38 @@ NP = "apiVersion: projectcalico.org/v3\nkind: NetworkPolicy\n"
 
 
 def test_deny_before_allow_by_order(netpol):
-    netpol.apply(NP + """\
+    netpol.apply(
+        NP
+        + """\
 metadata: {name: allow-all, namespace: x}
 spec: {order: 20, selector: "pod == 'a'", ingress: [{action: Allow}]}
 ---
-""" + NP + """\
+"""
+        + NP
+        + """\
 metadata: {name: deny-y, namespace: x}
 spec: {order: 10, selector: "pod == 'a'", ingress: [{action: Deny, source: {namespaceSelector: "ns == 'y'"}}]}
-""")
+"""
+    )
     expected = Reachability(True)
     for pod in ("y/a", "y/b", "y/c"):
         expected.expect(pod, "x/a", False)
     expected.check(netpol.matrix(80, "tcp"), "deny first")
-    netpol.apply(NP + """\
+    netpol.apply(
+        NP
+        + """\
 metadata: {name: deny-y, namespace: x}
 spec: {order: 30, selector: "pod == 'a'", ingress: [{action: Deny, source: {namespaceSelector: "ns == 'y'"}}]}
-""")
+"""
+    )
     Reachability(True).check(netpol.matrix(80, "tcp"), "allow first")
 
 
 def test_tiers_in_order_with_pass_and_default_deny(netpol):
     # security (order 100) denies z everywhere but passes everything else down to the default
     # tier, where x/a only accepts y.  platform (order 50, defaultAction Pass) logs and passes.
-    netpol.apply("""\
+    netpol.apply(
+        """\
 apiVersion: calyx.io/v1
 kind: Tier
 metadata: {name: security}
@@ -45,11 +54,15 @@ kind: Tier
 metadata: {name: platform}
 spec: {order: 50, defaultAction: Pass}
 ---
-""" + GNP + """\
+"""
+        + GNP
+        + """\
 metadata: {name: platform.log}
 spec: {tier: platform, selector: all(), ingress: [{action: Log}], egress: [{action: Log}]}
 ---
-""" + GNP + """\
+"""
+        + GNP
+        + """\
 metadata: {name: security.block-z}
 spec:
   tier: security
@@ -58,10 +71,13 @@ spec:
   - {action: Deny, source: {namespaceSelector: "ns == 'z'"}}
   - {action: Pass}
 ---
-""" + NP + """\
+"""
+        + NP
+        + """\
 metadata: {name: only-y, namespace: x}
 spec: {selector: "pod == 'a'", ingress: [{action: Allow, source: {namespaceSelector: "ns == 'y'"}}]}
-""")
+"""
+    )
     expected = Reachability(True)
     for src in ("z/a", "z/b", "z/c"):
         expected.egress(src, False)
@@ -73,13 +89,16 @@ spec: {selector: "pod == 'a'", ingress: [{action: Allow, source: {namespaceSelec
 
 
 def test_global_network_policy_with_namespace_selector_and_egress(netpol):
-    netpol.apply(GNP + """\
+    netpol.apply(
+        GNP
+        + """\
 metadata: {name: y-egress-only-to-z}
 spec:
   namespaceSelector: "ns == 'y'"
   selector: all()
   egress: [{action: Allow, protocol: UDP, destination: {namespaceSelector: "ns == 'z'", ports: [81]}}]
-""")
+"""
+    )
     expected = Reachability(True)
     for pod in ("y/a", "y/b", "y/c"):
         expected.egress(pod, False)
@@ -92,34 +111,42 @@ spec:
 
 def test_network_sets_by_label_global_and_namespaced(netpol):
     node2_pods = [n for n, w in netpol.pods.items() if w.node == "node2"]
-    netpol.apply("""\
+    netpol.apply(
+        """\
 apiVersion: calyx.io/v1
 kind: GlobalNetworkSet
 metadata: {name: node2-pods, labels: {role: trusted}}
 spec: {nets: [198.19.2.0/24]}
 ---
-""" + GNP + """\
+"""
+        + GNP
+        + """\
 metadata: {name: trusted-only}
 spec:
   selector: "pod == 'b'"
   ingress: [{action: Allow, source: {selector: "role == 'trusted'", namespaceSelector: global()}}]
-""")
+"""
+    )
     expected = Reachability(True)
     for dst in ("x/b", "y/b", "z/b"):
         expected.ingress(dst, False)
         for src in node2_pods:
             expected.expect(src, dst, True)
     expected.check(netpol.matrix(80, "tcp"), "global set")
-    netpol.apply("""\
+    netpol.apply(
+        """\
 apiVersion: calyx.io/v1
 kind: NetworkSet
 metadata: {name: everyone, namespace: x, labels: {role: all}}
 spec: {nets: [198.19.0.0/16]}
 ---
-""" + NP + """\
+"""
+        + NP
+        + """\
 metadata: {name: set-in-x, namespace: x}
 spec: {selector: "pod == 'b'", ingress: [{action: Allow, source: {selector: "role == 'all'"}}]}
-""")
+"""
+    )
     expected.ingress("x/b", True)
     expected.check(netpol.matrix(80, "tcp"), "namespaced set opens x/b")
 
@@ -136,10 +163,13 @@ spec: {ingress: [{action: Allow, source: {selector: "projectcalico.org/namespace
     for src in ("x/a", "x/b", "x/c"):
         expected.expect(src, "y/a", True)
     expected.check(netpol.matrix(80, "tcp"), "profile")
-    netpol.apply(NP + """\
+    netpol.apply(
+        NP
+        + """\
 metadata: {name: open, namespace: y}
 spec: {selector: "pod == 'a'", ingress: [{action: Allow}]}
-""")
+"""
+    )
     Reachability(True).check(netpol.matrix(80, "tcp"), "a policy selects it: profile no longer applies")
 
 
@@ -155,15 +185,18 @@ def test_a_workload_cannot_send_from_a_forged_address(netpol):
         spoofed = _one_datagram(src, dst, forged)
     finally:
         netns.in_ns(src.netns, "ip", "addr", "del", f"{forged}/32", "dev", "eth0")
-        netns.in_ns(node, "sysctl", "-qw", "net.ipv4.conf.all.rp_filter=1", f"net.ipv4.conf.{src.interface}.rp_filter=1")
+        netns.in_ns(
+            node, "sysctl", "-qw", "net.ipv4.conf.all.rp_filter=1", f"net.ipv4.conf.{src.interface}.rp_filter=1"
+        )
     assert genuine, "the genuine datagram did not arrive"
     assert not spoofed, "the datagram with a forged source arrived"
 
 
 def _one_datagram(src, dst, source: str) -> bool:
     """Send UDP from `source` in src to dst; True if dst received it (within 1 s)."""
-    receiver = subprocess.Popen(["ip", "netns", "exec", dst.netns, "python3", "-c", _RECEIVE],
-                                stdout=subprocess.PIPE, text=True)
+    receiver = subprocess.Popen(
+        ["ip", "netns", "exec", dst.netns, "python3", "-c", _RECEIVE], stdout=subprocess.PIPE, text=True
+    )
     try:
         time.sleep(0.3)
         netns.in_ns(src.netns, "python3", "-c", _SEND.format(source=source, target=dst.ip))

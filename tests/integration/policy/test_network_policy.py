@@ -26,18 +26,30 @@ def test_default_deny_ingress_in_one_namespace(netpol):
 
 
 def test_pod_selector_allows_only_the_selected_peer_in_the_same_namespace(netpol):
-    netpol.apply(knp("allow-b-to-a", "x", """\
+    netpol.apply(
+        knp(
+            "allow-b-to-a",
+            "x",
+            """\
   podSelector: {matchLabels: {pod: a}}
   ingress: [{from: [{podSelector: {matchLabels: {pod: b}}}]}]
-"""))
+""",
+        )
+    )
     Reachability(True).ingress("x/a", False).expect("x/b", "x/a", True).check(netpol.matrix(80, "tcp"))
 
 
 def test_namespace_selector_allows_every_pod_of_the_selected_namespaces(netpol):
-    netpol.apply(knp("allow-from-y", "x", """\
+    netpol.apply(
+        knp(
+            "allow-from-y",
+            "x",
+            """\
   podSelector: {matchLabels: {pod: a}}
   ingress: [{from: [{namespaceSelector: {matchExpressions: [{key: ns, operator: In, values: [y]}]}}]}]
-"""))
+""",
+        )
+    )
     expected = Reachability(True).ingress("x/a", False)
     for pod in ("y/a", "y/b", "y/c"):
         expected.expect(pod, "x/a", True)
@@ -45,15 +57,27 @@ def test_namespace_selector_allows_every_pod_of_the_selected_namespaces(netpol):
 
 
 def test_peers_and_within_one_peer_or_across_peers(netpol):
-    netpol.apply(knp("and", "x", """\
+    netpol.apply(
+        knp(
+            "and",
+            "x",
+            """\
   podSelector: {matchLabels: {pod: a}}
   ingress: [{from: [{namespaceSelector: {matchLabels: {ns: y}}, podSelector: {matchLabels: {pod: b}}}]}]
-"""))
+""",
+        )
+    )
     Reachability(True).ingress("x/a", False).expect("y/b", "x/a", True).check(netpol.matrix(80, "tcp"), "AND")
-    netpol.apply(knp("and", "x", """\
+    netpol.apply(
+        knp(
+            "and",
+            "x",
+            """\
   podSelector: {matchLabels: {pod: a}}
   ingress: [{from: [{namespaceSelector: {matchLabels: {ns: y}}}, {podSelector: {matchLabels: {pod: b}}}]}]
-"""))
+""",
+        )
+    )
     expected = Reachability(True).ingress("x/a", False).expect("x/b", "x/a", True)
     for pod in ("y/a", "y/b", "y/c"):
         expected.expect(pod, "x/a", True)
@@ -61,28 +85,46 @@ def test_peers_and_within_one_peer_or_across_peers(netpol):
 
 
 def test_ports_numbers_protocols_and_named_ports(netpol):
-    netpol.apply(knp("port-81", "x", """\
+    netpol.apply(
+        knp(
+            "port-81",
+            "x",
+            """\
   podSelector: {matchLabels: {pod: a}}
   ingress: [{ports: [{port: 81}]}]
-"""))
+""",
+        )
+    )
     Reachability(True).ingress("x/a", False).check(netpol.matrix(80, "tcp"), "tcp/80 closed")
     Reachability(True).check(netpol.matrix(81, "tcp"), "tcp/81 open")
     Reachability(True).ingress("x/a", False).check(netpol.matrix(81, "udp"), "udp/81 closed (TCP is the default)")
-    netpol.apply(knp("port-81", "x", """\
+    netpol.apply(
+        knp(
+            "port-81",
+            "x",
+            """\
   podSelector: {matchLabels: {pod: a}}
   ingress: [{ports: [{port: serve-80-udp, protocol: UDP}, {port: 79, endPort: 80}]}]
-"""))
+""",
+        )
+    )
     Reachability(True).check(netpol.matrix(80, "udp"), "named udp/80 open")
     Reachability(True).check(netpol.matrix(80, "tcp"), "tcp 79-80 open")
     Reachability(True).ingress("x/a", False).check(netpol.matrix(81, "tcp"), "tcp/81 closed")
 
 
 def test_egress_deny_and_allow_to_a_namespace(netpol):
-    netpol.apply(knp("egress-to-y", "x", """\
+    netpol.apply(
+        knp(
+            "egress-to-y",
+            "x",
+            """\
   podSelector: {matchLabels: {pod: a}}
   policyTypes: [Egress]
   egress: [{to: [{namespaceSelector: {matchLabels: {ns: y}}}]}]
-"""))
+""",
+        )
+    )
     expected = Reachability(True).egress("x/a", False)
     for pod in ("y/a", "y/b", "y/c"):
         expected.expect("x/a", pod, True)
@@ -92,10 +134,16 @@ def test_egress_deny_and_allow_to_a_namespace(netpol):
 
 def test_ip_block_with_except(netpol):
     # node1's pods are 198.19.1.0/24, node2's 198.19.2.0/24: allow all pods but node2's.
-    netpol.apply(knp("cidr", "x", """\
+    netpol.apply(
+        knp(
+            "cidr",
+            "x",
+            """\
   podSelector: {matchLabels: {pod: a}}
   ingress: [{from: [{ipBlock: {cidr: 198.19.0.0/16, except: [198.19.2.0/24]}}]}]
-"""))
+""",
+        )
+    )
     expected = Reachability(True)
     for src, workload in netpol.pods.items():
         expected.expect(src, "x/a", workload.node == "node1")
@@ -103,10 +151,14 @@ def test_ip_block_with_except(netpol):
 
 
 def test_update_then_delete_a_policy(netpol):
-    policy = knp("allow", "x", """\
+    policy = knp(
+        "allow",
+        "x",
+        """\
   podSelector: {matchLabels: {pod: a}}
   ingress: [{from: [{podSelector: {matchLabels: {pod: b}}}]}]
-""")
+""",
+    )
     netpol.apply(policy)
     Reachability(True).ingress("x/a", False).expect("x/b", "x/a", True).check(netpol.matrix(80, "tcp"), "created")
     netpol.apply(policy.replace("pod: b", "pod: c"))
@@ -116,21 +168,36 @@ def test_update_then_delete_a_policy(netpol):
 
 
 def test_label_changes_move_pods_in_and_out_of_policies(netpol):
-    netpol.apply(knp("allow", "x", """\
+    netpol.apply(
+        knp(
+            "allow",
+            "x",
+            """\
   podSelector: {matchLabels: {pod: a}}
   ingress: [{from: [{podSelector: {matchLabels: {pod: b}}}]}]
-"""))
+""",
+        )
+    )
     netpol.relabel("x/c", {"pod": "b"})  # now a peer
     netpol.relabel("x/a", {"pod": "a", "extra": "yes"})  # still selected
-    Reachability(True).ingress("x/a", False).expect("x/b", "x/a", True).expect("x/c", "x/a", True) \
-        .check(netpol.matrix(80, "tcp"), "relabelled in")
+    Reachability(True).ingress("x/a", False).expect("x/b", "x/a", True).expect("x/c", "x/a", True).check(
+        netpol.matrix(80, "tcp"), "relabelled in"
+    )
     netpol.relabel("x/a", {"pod": "other"})  # no longer selected: open again
     Reachability(True).check(netpol.matrix(80, "tcp"), "relabelled out")
 
 
 def test_ipv6_follows_the_same_policy(netpol):
-    netpol.apply(knp("allow", "x", """\
+    netpol.apply(
+        knp(
+            "allow",
+            "x",
+            """\
   podSelector: {matchLabels: {pod: a}}
   ingress: [{from: [{podSelector: {matchLabels: {pod: b}}}]}]
-"""))
-    Reachability(True).ingress("x/a", False).expect("x/b", "x/a", True).check(netpol.matrix(80, "tcp", family=6), "IPv6")
+""",
+        )
+    )
+    Reachability(True).ingress("x/a", False).expect("x/b", "x/a", True).check(
+        netpol.matrix(80, "tcp", family=6), "IPv6"
+    )

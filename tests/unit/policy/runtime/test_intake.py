@@ -18,8 +18,16 @@ WEP_KEY = f"{P}/v1/workloadendpoints/default/a"
 POLICY_KEY = f"{P}/v1/networkpolicies/default/p"
 RULES = {WorkloadEndpoint: BadData.ABSENT, NetworkPolicy: BadData.KEEP_LAST, Block: BadData.KEEP_LAST}
 
-HOSTILE = [b"[" * 100_000, b'{"kind": ["WorkloadEndpoint"], "metadata": {"name": "a"}}', b"\xff\xfe", b"null", b"7",
-           b'{"kind": "WorkloadEndpoint", "spec": 7}', json.dumps({"a": {"b": [{}] * 10}}).encode(), b""]
+HOSTILE = [
+    b"[" * 100_000,
+    b'{"kind": ["WorkloadEndpoint"], "metadata": {"name": "a"}}',
+    b"\xff\xfe",
+    b"null",
+    b"7",
+    b'{"kind": "WorkloadEndpoint", "spec": 7}',
+    json.dumps({"a": {"b": [{}] * 10}}).encode(),
+    b"",
+]
 
 
 @pytest.fixture
@@ -29,9 +37,14 @@ def intake():
 
 
 def wep(name="a"):
-    return json.dumps({"apiVersion": "calyx.io/v1", "kind": "WorkloadEndpoint",
-                       "metadata": {"name": name, "namespace": "default"},
-                       "spec": {"node": "n1", "interfaceName": "cxa", "ipNetworks": ["10.0.0.1/32"]}}).encode()
+    return json.dumps(
+        {
+            "apiVersion": "calyx.io/v1",
+            "kind": "WorkloadEndpoint",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {"node": "n1", "interfaceName": "cxa", "ipNetworks": ["10.0.0.1/32"]},
+        }
+    ).encode()
 
 
 @pytest.mark.parametrize("value", HOSTILE)
@@ -47,11 +60,22 @@ def test_bad_values_follow_the_rule_of_their_kind(intake, value):
 def test_good_values_deletes_and_other_kinds(intake):
     intake, bad = intake
     block = json.dumps({"cidr": "10.0.0.0/26", "pool": "10.0.0.0/16", "affinity": "n1", "allocations": {}}).encode()
-    updates = list(intake.updates([Change(WEP_KEY, wep(), 3), Change(POLICY_KEY, None, 4),
-                                   Change(f"{P}/v1/ipam/blocks/10.0.0.0-26", block, 5),
-                                   Change(f"{P}/v1/ipam/handles/h", b"{}", 6),  # not a kind this daemon takes
-                                   Change(f"{P}/v1/nodes/n1", b"{}", 7)]))
-    assert [(u.kind, u.name) for u in updates] == [(WorkloadEndpoint, "a"), (NetworkPolicy, "p"), (Block, "10.0.0.0-26")]
+    updates = list(
+        intake.updates(
+            [
+                Change(WEP_KEY, wep(), 3),
+                Change(POLICY_KEY, None, 4),
+                Change(f"{P}/v1/ipam/blocks/10.0.0.0-26", block, 5),
+                Change(f"{P}/v1/ipam/handles/h", b"{}", 6),  # not a kind this daemon takes
+                Change(f"{P}/v1/nodes/n1", b"{}", 7),
+            ]
+        )
+    )
+    assert [(u.kind, u.name) for u in updates] == [
+        (WorkloadEndpoint, "a"),
+        (NetworkPolicy, "p"),
+        (Block, "10.0.0.0-26"),
+    ]
     assert updates[0].value.spec.interfaceName == "cxa" and updates[0].value.metadata.resourceVersion == "3"
     assert updates[1].value is None and updates[2].value.affinity == "n1" and bad == []
 
