@@ -6,7 +6,7 @@ APT_PACKAGES := etcd-server etcd-client nftables python3-nftables bird2 exabgp i
                 openssl procps python3-venv python3-yaml
 STAMP := $(VENV)/.calyx-installed
 
-.PHONY: setup test unit integration demo demo-down bench clean
+.PHONY: setup test lint unit integration demo demo-down bench clean
 
 setup: $(STAMP)
 
@@ -19,11 +19,17 @@ $(STAMP): pyproject.toml Makefile
 	@# libnftables' Python bindings exist only as Debian's package: the venv sees system site-packages.
 	[ -x $(PY) ] || /usr/bin/python3 -m venv --system-site-packages $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,lint]'
 	touch $(STAMP)
 
-test: setup
+test: setup lint
 	$(PY) -m pytest -q
+
+# The gate every change passes: ruff's checks and format, and mypy over the three packages.
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 unit: setup
 	$(PY) -m pytest -q tests/unit

@@ -23,7 +23,8 @@ BGP_OPTIONS = [
         "ipv4_method",
         envvar="CALYX_IP_AUTODETECTION_METHOD",
         default=None,
-        help="When neither --ip nor the Node resource gives one: interface=<regex>, cidr=<cidr> or can-reach=<address>.",
+        help="When neither --ip nor the Node resource gives one: interface=<regex>, cidr=<cidr> "
+        "or can-reach=<address>.",
     ),
     click.option(
         "--ip6-autodetection-method",
@@ -45,7 +46,8 @@ BGP_OPTIONS = [
         type=click.IntRange(1, 4095),
         default=120,
         show_default=True,
-        help="Seconds peers keep our routes while we restart; also how long routes found in the kernel at start are kept.",
+        help="Seconds peers keep our routes while we restart; also how long routes found in the kernel "
+        "at start are kept.",
     ),
     click.option(
         "--hold-time",

@@ -166,7 +166,7 @@ def _other_nodes(state: BgpState, me: Node) -> list[Node]:
 def _node_peers(other: Node, mine: dict[int, str | None], default_as: int, name: str, spec) -> list[Peer]:
     """One session per family both nodes have; the higher address waits so two nodes never race."""
     found = []
-    for version, address in zip((4, 6), node_addresses(other)):
+    for version, address in zip((4, 6), node_addresses(other), strict=True):
         local = mine[version]
         if not (address and local) or address == local:
             continue

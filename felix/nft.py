@@ -1,7 +1,7 @@
 """The only module that talks to nftables: libnftables, one transaction per call.
 
-Commands are built as libnftables JSON and sent in nft's text syntax, which libnftables parses
-about 2.5 times faster; listings are read back as JSON."""
+Transactions (policy/compiler/transaction.py) are sent in nft's text syntax, which libnftables
+parses about 2.5 times faster than JSON; listings are read back as JSON."""
 
 import json
 from dataclasses import dataclass
@@ -9,8 +9,7 @@ from typing import Protocol
 
 import nftables
 
-from policy.compiler.nft_text import render
-from policy.compiler.ruleset import FAMILY, TABLE
+from policy.compiler.transaction import FAMILY, TABLE, Transaction
 
 
 class NftError(RuntimeError):
@@ -27,7 +26,7 @@ class TableListing:
 
 
 class Nft(Protocol):
-    def run(self, commands: list[dict]) -> None: ...
+    def run(self, transaction: Transaction) -> None: ...
 
     def listing(self) -> TableListing | None: ...
 
@@ -41,23 +40,17 @@ class LibNftables:
         self._nft = nftables.Nftables()
         self._nft.set_json_output(True)
         self._nft.set_terse_output(True)  # listings without set elements: names are all we need
-        self._set_types: dict[str, object] = {}  # element syntax depends on the set's type
 
-    def _context(self) -> nftables.Nftables:
-        return self._nft
-
-    def run(self, commands: list[dict]) -> None:
-        """Apply commands as one transaction: all or nothing."""
-        if not commands:
+    def run(self, transaction: Transaction) -> None:
+        """Apply the transaction: all or nothing."""
+        if not transaction:
             return
-        types = dict(self._set_types)
-        rc, _, error = self._context().cmd(render(commands, types))
+        rc, _, error = self._nft.cmd(transaction.text())
         if rc != 0:
             raise NftError(error.strip() or f"libnftables returned {rc}")
-        self._set_types = types
 
     def listing(self) -> TableListing | None:
-        rc, output, error = self._context().cmd(f"list table {FAMILY} {TABLE}")
+        rc, output, error = self._nft.cmd(f"list table {FAMILY} {TABLE}")
         if rc != 0:
             if "No such file or directory" in error:
                 return None
@@ -69,8 +62,6 @@ class LibNftables:
             for o in objects
             if "set" in o
         }
-        self._set_types.update({o["set"]["name"]: o["set"]["type"] for o in objects if "set" in o})
-        self._set_types.update({o["map"]["name"]: "ifname" for o in objects if "map" in o})
         maps = frozenset(o["map"]["name"] for o in objects if "map" in o)
         return TableListing(chains, sets, maps)
 

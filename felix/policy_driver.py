@@ -9,22 +9,10 @@ import logging
 from dataclasses import dataclass
 
 from felix.nft import Nft, NftError, type_key
-from policy.compiler.ruleset import (
-    FAMILY,
-    FROM_WORKLOAD_MAP,
-    TABLE,
-    TO_WORKLOAD_MAP,
-    Ruleset,
-    base_chains,
-    element,
-    full_commands,
-    rule_object,
-    set_object,
-    verdict_elements,
-)
+from policy.compiler.ruleset import FROM_WORKLOAD_MAP, TO_WORKLOAD_MAP, Ruleset, base_chains, build
+from policy.compiler.transaction import Chain, Map, MapElements, Rule, Set, SetElements, Transaction
 
 log = logging.getLogger(__name__)
-_T = {"family": FAMILY, "table": TABLE}
 
 
 @dataclass(frozen=True)
@@ -60,72 +48,79 @@ class PolicyDriver:
 
     def apply(self, desired: Ruleset) -> PolicyApplyResult:
         full = self._programmed is None
-        commands = self._rebuild(desired) if full else self._changes(self._programmed, desired)
+        tx = self._rebuild(desired) if self._programmed is None else self._changes(self._programmed, desired)
         try:
-            self._nft.run(commands)
+            self._nft.run(tx)
         except NftError:
             self._programmed = None
             raise
         self._programmed = Snapshot.of(desired)
-        return PolicyApplyResult(len(commands), full)
+        return PolicyApplyResult(len(tx), full)
 
-    def _rebuild(self, desired: Ruleset) -> list[dict]:
+    def _rebuild(self, desired: Ruleset) -> Transaction:
         """Empty what exists and fill in what is desired, in one transaction (never a flushed table)."""
         existing = self._nft.listing()
-        commands: list[dict] = []
+        tx = Transaction()
         if existing is not None:
-            wanted = {name: set_object(name, d) for name, d in desired.sets.items()}
             base = base_chains()
-            commands += [{"flush": {"chain": {**_T, "name": name}}} for name in sorted(existing.chains)]
-            commands += [{"flush": {"map": {**_T, "name": name}}} for name in sorted(existing.maps)]
+            for name in sorted(existing.chains):
+                tx.flush(Chain(name))
+            for name in sorted(existing.maps):
+                tx.flush(Map(name))
             for name, (type_, flags) in sorted(existing.sets.items()):
+                wanted = desired.sets.get(name)
                 same = (
-                    name in wanted
-                    and type_key(wanted[name]["type"]) == type_
-                    and tuple(wanted[name].get("flags", ())) == flags
+                    wanted is not None
+                    and type_key(wanted.type) == type_
+                    and flags == (("interval",) if wanted.interval else ())
                 )
-                commands.append({"flush" if same else "delete": {"set": {**_T, "name": name}}})
-            stale = existing.chains - set(desired.chains) - set(base)
-            commands += [{"delete": {"chain": {**_T, "name": name}}} for name in sorted(stale)]
-            commands += [{"delete": {"chain": {**_T, "name": name}}} for name in sorted(set(base) & existing.chains)]
-        return commands + full_commands(desired)
+                if same and wanted is not None:
+                    tx.flush(Set(name, wanted.type))
+                else:
+                    tx.delete(Set(name, type_))
+            for name in sorted(existing.chains - set(desired.chains) - set(base)):
+                tx.delete(Chain(name))
+            for name in sorted(set(base) & existing.chains):
+                tx.delete(Chain(name))
+        return tx.extend(build(desired))
 
-    def _changes(self, old: Snapshot, new: Ruleset) -> list[dict]:
-        adds, removes, late = [], [], []
+    def _changes(self, old: Snapshot, new: Ruleset) -> Transaction:
+        adds, removes, late = Transaction(), Transaction(), Transaction()
         for name, definition in new.sets.items():
             before = old.sets.get(name)
             if before is None:
-                adds.append({"add": {"set": set_object(name, definition, definition.elements)}})
+                adds.add(definition.as_set(name))
             elif before is not definition and before.elements != definition.elements:
                 gone, came = before.elements - definition.elements, definition.elements - before.elements
                 if gone:
-                    removes.append(
-                        {"delete": {"element": {**_T, "name": name, "elem": [element(e) for e in sorted(gone)]}}}
-                    )
+                    removes.delete(SetElements(name, definition.type, tuple(sorted(gone))))
                 if came:
-                    adds.append({"add": {"element": {**_T, "name": name, "elem": [element(e) for e in sorted(came)]}}})
-        new_chains = [name for name in new.chains if name not in old.chains]
-        commands = removes + adds + [{"add": {"chain": {**_T, "name": name}}} for name in sorted(new_chains)]
+                    adds.add(SetElements(name, definition.type, tuple(sorted(came))))
+        tx = removes.extend(adds)
+        for name in sorted(name for name in new.chains if name not in old.chains):
+            tx.add(Chain(name))
         for name, rules in new.chains.items():
             before = old.chains.get(name)
             if before is rules or before == rules:
                 continue
             if before is not None:
-                commands.append({"flush": {"chain": {**_T, "name": name}}})
-            commands += [{"add": {"rule": rule_object(name, expr)}} for expr in rules]
-        for map_name, before, after in (
+                tx.flush(Chain(name))
+            for expr in rules:
+                tx.add(Rule(name, tuple(expr)))
+        for map_name, was, now in (
             (FROM_WORKLOAD_MAP, old.from_workload, new.from_workload),
             (TO_WORKLOAD_MAP, old.to_workload, new.to_workload),
         ):
-            if before == after:
+            if was == now:
                 continue
-            gone = {k: v for k, v in before.items() if after.get(k) != v}
-            came = {k: v for k, v in after.items() if before.get(k) != v}
+            gone = tuple(sorted((k, v) for k, v in was.items() if now.get(k) != v))
+            came = tuple(sorted((k, v) for k, v in now.items() if was.get(k) != v))
             if gone:
-                commands.append({"delete": {"element": {**_T, "name": map_name, "elem": sorted(gone)}}})
+                tx.delete(MapElements(map_name, gone))
             if came:
-                commands.append({"add": {"element": {**_T, "name": map_name, "elem": verdict_elements(came)}}})
+                tx.add(MapElements(map_name, came))
         for name in sorted(set(old.chains) - set(new.chains)):
-            late += [{"flush": {"chain": {**_T, "name": name}}}, {"delete": {"chain": {**_T, "name": name}}}]
-        late += [{"delete": {"set": {**_T, "name": name}}} for name in sorted(set(old.sets) - set(new.sets))]
-        return commands + late
+            late.flush(Chain(name)).delete(Chain(name))
+        for name in sorted(set(old.sets) - set(new.sets)):
+            late.delete(Set(name, old.sets[name].type))
+        return tx.extend(late)

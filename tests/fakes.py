@@ -9,6 +9,7 @@ from collections.abc import Iterable
 
 from felix.kernel import KernelRoute, RouteError
 from felix.nft import NftError, TableListing
+from policy.compiler.transaction import Transaction
 from policy.datastore.kv import ABSENT, ANY, PRESENT, Change, Compacted, Conflict, KeyValue, Unavailable, Write
 
 
@@ -221,7 +222,8 @@ class FakeNft:
             return None
         return TableListing(frozenset(self.chains), dict(self.set_types), frozenset(self.maps))
 
-    def run(self, commands: list[dict]) -> None:
+    def run(self, transaction: Transaction) -> None:
+        commands = transaction.commands()
         if self.refuse_next:
             self.refuse_next -= 1
             raise NftError("refused by test")

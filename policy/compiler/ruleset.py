@@ -1,21 +1,18 @@
-"""The compiled ruleset of the `inet calyx` table, and its rendering as libnftables JSON commands.
+"""The compiled ruleset of the `inet calyx` table, and the transaction that builds it from nothing.
 
 Chains hold tuples of rules (each a list of expressions); sets hold frozensets of elements.
 Both are immutable values, so the driver can diff what it programmed against what is desired."""
 
-import ipaddress
 from dataclasses import dataclass, field
 
 from policy.compiler.matches import match
+from policy.compiler.transaction import Chain, Hook, Map, Rule, Set, SetType, Table, Transaction
+from policy.model.names import WORKLOAD_INTERFACE_PATTERN
 
-TABLE = "calyx"
-FAMILY = "inet"
-WORKLOAD_INTERFACE_PATTERN = "cx*"
 FROM_WORKLOAD_MAP = "from-wl"  # workload interface -> jump wl-out-<if> (traffic the workload sends)
 TO_WORKLOAD_MAP = "to-wl"  # workload interface -> jump wl-in-<if> (traffic to the workload)
 KNOWN_INTERFACES = "wl-ifaces"  # a set (type ifname) of every interface in the maps
 SOURCES = {4: "wl-src4", 6: "wl-src6"}  # (interface, address) a workload may send from
-_T = {"family": FAMILY, "table": TABLE}
 _IIF, _OIF = {"meta": {"key": "iifname"}}, {"meta": {"key": "oifname"}}
 _ESTABLISHED = match({"ct": {"key": "state"}}, ["established", "related"], "in")
 _ND = match(
@@ -24,11 +21,14 @@ _ND = match(
 )
 
 
-@dataclass
+@dataclass(frozen=True)
 class SetDef:
-    type: str | list[str]
+    type: SetType
     interval: bool
     elements: frozenset
+
+    def as_set(self, name: str, with_elements: bool = True) -> Set:
+        return Set(name, self.type, self.interval, tuple(sorted(self.elements)) if with_elements else ())
 
 
 @dataclass
@@ -50,12 +50,12 @@ def interface_sets(sources: dict[str, tuple[str, ...]]) -> dict[str, SetDef]:
             for network in networks
             if (":" in network) == (family == 6)
         )
-        sets[name] = SetDef(["ifname", "ipv4_addr" if family == 4 else "ipv6_addr"], True, pairs)
+        sets[name] = SetDef(("ifname", "ipv4_addr" if family == 4 else "ipv6_addr"), True, pairs)
     return sets
 
 
-def base_chains() -> dict[str, tuple[dict, tuple]]:
-    """The hooked chains: (definition, rules).  Unknown workload interfaces carry nothing;
+def base_chains() -> dict[str, tuple[Hook, tuple]]:
+    """The hooked chains: (hook, rules).  Unknown workload interfaces carry nothing;
     host-to-workload traffic (output) is not filtered, as in Calico."""
     unknown_in = [match(_IIF, WORKLOAD_INTERFACE_PATTERN), match(_IIF, "@" + KNOWN_INTERFACES, "!="), {"drop": None}]
     spoofed = [
@@ -70,14 +70,13 @@ def base_chains() -> dict[str, tuple[dict, tuple]]:
     dispatch_in = [{"vmap": {"key": _IIF, "data": "@" + FROM_WORKLOAD_MAP}}]
     dispatch_out = [{"vmap": {"key": _OIF, "data": "@" + TO_WORKLOAD_MAP}}]
     established = [_ESTABLISHED, {"accept": None}]
-    hooked = {"type": "filter", "prio": 0, "policy": "accept"}
     return {
         "forward": (
-            {**hooked, "hook": "forward"},
+            Hook("forward"),
             (established, unknown_in, unknown_out, *spoofed, dispatch_in, dispatch_out),
         ),
         "input": (
-            {**hooked, "hook": "input"},
+            Hook("input"),
             (
                 established,
                 [match(_IIF, WORKLOAD_INTERFACE_PATTERN), _ND, {"accept": None}],
@@ -89,48 +88,20 @@ def base_chains() -> dict[str, tuple[dict, tuple]]:
     }
 
 
-def element(value):
-    """A set element in libnftables JSON: an address, a prefix, or an (address, proto, port) tuple."""
-    if isinstance(value, tuple):
-        return {"concat": [element(v) if isinstance(v, str) else v for v in value]}
-    if "/" in value:
-        net = ipaddress.ip_network(value)
-        return {"prefix": {"addr": str(net.network_address), "len": net.prefixlen}}
-    return value
-
-
-def set_object(name: str, definition: SetDef, elements=None) -> dict:
-    obj = {**_T, "name": name, "type": definition.type}
-    if definition.interval:
-        obj["flags"] = ["interval"]
-    if elements:
-        obj["elem"] = [element(e) for e in sorted(elements)]
-    return obj
-
-
-def rule_object(chain: str, expr: list) -> dict:
-    return {**_T, "chain": chain, "expr": expr}
-
-
-def verdict_elements(mapping: dict[str, str]) -> list:
-    return [[interface, {"jump": {"target": chain}}] for interface, chain in sorted(mapping.items())]
-
-
-def full_commands(ruleset: Ruleset) -> list[dict]:
-    """Every command that builds the table from nothing (the `nft -f` equivalent of a ruleset)."""
-    commands: list[dict] = [{"add": {"table": {"family": FAMILY, "name": TABLE}}}]
+def build(ruleset: Ruleset) -> Transaction:
+    """Every operation that builds the table from nothing (the `nft -f` equivalent of a ruleset)."""
+    tx = Transaction().add(Table())
     for name, definition in sorted(ruleset.sets.items()):
-        commands.append({"add": {"set": set_object(name, definition, definition.elements)}})
+        tx.add(definition.as_set(name))
     for name in sorted(ruleset.chains):
-        commands.append({"add": {"chain": {**_T, "name": name}}})
+        tx.add(Chain(name))
     for name, rules in sorted(ruleset.chains.items()):
-        commands.extend({"add": {"rule": rule_object(name, expr)}} for expr in rules)
+        for expr in rules:
+            tx.add(Rule(name, tuple(expr)))
     for map_name, mapping in ((FROM_WORKLOAD_MAP, ruleset.from_workload), (TO_WORKLOAD_MAP, ruleset.to_workload)):
-        obj = {**_T, "name": map_name, "type": "ifname", "map": "verdict"}
-        if mapping:
-            obj["elem"] = verdict_elements(mapping)
-        commands.append({"add": {"map": obj}})
-    for name, (definition, rules) in base_chains().items():
-        commands.append({"add": {"chain": {**_T, "name": name, **definition}}})
-        commands.extend({"add": {"rule": rule_object(name, expr)}} for expr in rules)
-    return commands
+        tx.add(Map(map_name, tuple(sorted(mapping.items()))))
+    for name, (hook, rules) in base_chains().items():
+        tx.add(Chain(name, hook))
+        for expr in rules:
+            tx.add(Rule(name, tuple(expr)))
+    return tx

@@ -13,7 +13,7 @@ from policy.compiler.labels import Item, namespace_matches
 from policy.model.selector import parse_selector
 
 ADDRESS_TYPES = {4: "ipv4_addr", 6: "ipv6_addr"}
-PORT_TYPES = {4: ["ipv4_addr", "inet_proto", "inet_service"], 6: ["ipv6_addr", "inet_proto", "inet_service"]}
+PORT_TYPES = {4: ("ipv4_addr", "inet_proto", "inet_service"), 6: ("ipv6_addr", "inet_proto", "inet_service")}
 
 
 @dataclass(frozen=True, slots=True)

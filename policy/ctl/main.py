@@ -179,7 +179,8 @@ def diff(ctx: Context, paths, namespace):
     resources = _load(paths, namespace)
     changed = 0
     for resource in resources:
-        before, after = _comparable(_run(lambda: _current(ctx.store, resource))), _comparable(resource)
+        before = _comparable(_run(lambda resource=resource: _current(ctx.store, resource)))
+        after = _comparable(resource)
         if before == after:
             continue
         changed += 1
@@ -237,7 +238,7 @@ def get(ctx: Context, kind, names, namespace, all_namespaces, fmt):
     if names:
         resources = _run(lambda: [ctx.store.get(model, name, ns) for name in names])
     else:
-        resources, bad = _run(lambda: ctx.store.list(model, ns))
+        resources, bad = _run(lambda: ctx.store.list_kind(model, ns))
         for error in bad:
             click.echo(f"warning: skipped unreadable entry: {error}", err=True)
     status = None

@@ -109,7 +109,7 @@ def render_table(
         columns.insert(0, ("NAMESPACE", lambda r: r.namespace))
     rows = [[heading for heading, _ in columns]] + [[value(r) for _, value in columns] for r in resources]
     widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
-    return "\n".join("   ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
+    return "\n".join("   ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows)
 
 
 def render(

@@ -121,7 +121,7 @@ class IPAM:
         return found
 
     def pools(self) -> list[IPPool]:
-        return self.store.list(IPPool)[0]
+        return self.store.list_kind(IPPool)[0]
 
     # -- allocation -----------------------------------------------------------------------
     def allocate(self, node: str, handle: str, pool: str | None = None, address: str | None = None) -> str:
@@ -254,7 +254,7 @@ class IPAM:
         """Leaks (allocated, used by no endpoint), strays (used, in a pool, not allocated),
         duplicates (used by two endpoints) and dangling handle entries."""
         used: dict[str, list[str]] = {}
-        for endpoint in self.store.list(WorkloadEndpoint)[0]:
+        for endpoint in self.store.list_kind(WorkloadEndpoint)[0]:
             for network in endpoint.spec.ipNetworks:
                 net = ipaddress.ip_network(network)
                 if net.num_addresses == 1:

@@ -6,6 +6,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
+from typing import TypeVar
 
 from policy.datastore.keys import DEFAULT_PREFIX, key_of, kind_prefix, parse_key, resource_key
 from policy.datastore.kv import ABSENT, ANY, KV, PRESENT, Conflict, KVError, Write
@@ -14,6 +15,8 @@ from policy.model.resources import Resource
 
 # etcd refuses transactions of more than 128 operations by default (--max-txn-ops).
 MAX_TXN_OPS = 128
+
+R = TypeVar("R", bound=Resource)
 
 
 class NotFound(KVError):
@@ -56,6 +59,14 @@ def decode(prefix: str, key: str, value: bytes, mod_revision: int) -> Resource:
     return resource
 
 
+def _decode_as(model: type[R], prefix: str, key: str, value: bytes, mod_revision: int) -> R:
+    """decode() for a key read under `model`'s own prefix: the resource is of that kind."""
+    resource = decode(prefix, key, value, mod_revision)
+    if not isinstance(resource, model):  # decode checks the type against the key, which is model's
+        raise DocumentError(key, None, [Problem("kind", f"not a {model.__name__}")])
+    return resource
+
+
 def _expectation(mode: WriteMode, resource_version: str | None) -> int | None:
     if mode is WriteMode.CREATE:
         return ABSENT
@@ -68,7 +79,7 @@ class ResourceStore:
     def __init__(self, kv: KV, prefix: str = DEFAULT_PREFIX):
         self.kv, self.prefix = kv, prefix
 
-    def get(self, model: type[Resource], name: str, namespace: str | None = None) -> Resource:
+    def get(self, model: type[R], name: str, namespace: str | None = None) -> R:
         key = resource_key(self.prefix, model, name, namespace)
         item = self.kv.get(key)
         if item is None:
@@ -76,15 +87,16 @@ class ResourceStore:
                 f"{model.model_fields['kind'].default} {name!r} not found"
                 + (f" in namespace {namespace!r}" if model.namespaced else "")
             )
-        return decode(self.prefix, item.key, item.value, item.mod_revision)
+        return _decode_as(model, self.prefix, item.key, item.value, item.mod_revision)
 
-    def list(self, model: type[Resource], namespace: str | None = None) -> tuple[list[Resource], list[DocumentError]]:
+    def list_kind(self, model: type[R], namespace: str | None = None) -> tuple[list[R], list[DocumentError]]:
         """Every stored resource of a kind (one namespace or all), plus what could not be read."""
-        resources, bad = [], []
+        resources: list[R] = []
+        bad: list[DocumentError] = []
         for page, _ in self.kv.pages(kind_prefix(self.prefix, model, namespace)):
             for item in page:
                 try:
-                    resources.append(decode(self.prefix, item.key, item.value, item.mod_revision))
+                    resources.append(_decode_as(model, self.prefix, item.key, item.value, item.mod_revision))
                 except DocumentError as exc:
                     bad.append(exc)
         return resources, bad

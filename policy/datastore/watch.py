@@ -107,12 +107,12 @@ class Syncer:
             self._stop.wait(wait)
 
     def _list_and_watch(self) -> None:
-        revision = self._relist()
+        listed = self._relist()
         watch_stop, stalled = Event(), Event()
         guard = threading.Thread(target=self._guard_watch, args=(watch_stop, stalled), name="watch-guard", daemon=True)
         guard.start()
         try:
-            for changes, revision in self._kv.watch(self._prefix, revision + 1, watch_stop):
+            for changes, revision in self._kv.watch(self._prefix, listed + 1, watch_stop):
                 self._emit(SyncBatch(self._remember(changes), revision, complete=True))
                 self._seen_revision = revision
                 self._delivered = True

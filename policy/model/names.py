@@ -3,6 +3,7 @@
 import hashlib
 
 HOST_INTERFACE_PREFIX = "cx"
+WORKLOAD_INTERFACE_PATTERN = f"{HOST_INTERFACE_PREFIX}*"  # nft's wildcard for every workload interface
 
 
 def host_interface_name(namespace: str, workload: str) -> str:

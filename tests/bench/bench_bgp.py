@@ -11,6 +11,7 @@ as top-of-rack, and two BIRD speakers on the same rack for the baselines):
 
 import argparse
 import ipaddress
+import itertools
 import json
 import socket
 import time
@@ -32,7 +33,7 @@ TIMEOUT = 10.0
 
 
 def bulk_prefixes(count: int) -> list[str]:
-    return [str(net) for _, net in zip(range(count), BULK.subnets(new_prefix=26))]
+    return [str(net) for net in itertools.islice(BULK.subnets(new_prefix=26), count)]
 
 
 def source_config(address: str, prefixes: list[str]) -> str:

@@ -84,7 +84,7 @@ def test_etcd_restart_and_compaction_past_the_agent_converge_within_5s(cluster):
         what=lambda: f"node1 to converge: want {sorted(wanted)}, kernel has {sorted(cluster.kernel_routes('node1'))}",
     )
     elapsed = time.monotonic() - started
-    stored, _ = cluster.store.list(WorkloadEndpoint)
+    stored, _ = cluster.store.list_kind(WorkloadEndpoint)
     from_etcd = {(n, e.spec.interfaceName) for e in stored if e.spec.node == "node1" for n in e.spec.ipNetworks}
     assert cluster.kernel_routes("node1") == from_etcd == wanted
     print(f"converged {elapsed:.2f}s after etcd came back")

@@ -10,7 +10,8 @@ from hypothesis import HealthCheck, given, settings
 
 from felix.nft import LibNftables
 from felix.policy_driver import PolicyDriver
-from policy.compiler.ruleset import full_commands
+from policy.compiler.ruleset import build
+from policy.compiler.transaction import Transaction
 from tests.lab.scratch import ScratchNamespace
 from tests.policy_model import compile_all, docs, feed
 from tests.unit.test_policy_incremental import steps
@@ -31,8 +32,8 @@ def scratch():
         space.close()
 
 
-def _load(space: ScratchNamespace, commands: list[dict]) -> None:
-    space.call(lambda: LibNftables().run(commands))
+def _load(space: ScratchNamespace, transaction: Transaction) -> None:
+    space.call(lambda: LibNftables().run(transaction))
 
 
 def _listing(space: ScratchNamespace) -> list:
@@ -54,7 +55,7 @@ def _listing(space: ScratchNamespace) -> list:
 
 def test_the_golden_ruleset_loads_into_the_kernel(scratch):
     space = scratch()
-    _load(space, full_commands(compile_all(docs(MODEL)).ruleset()))
+    _load(space, build(compile_all(docs(MODEL)).ruleset()))
     text = space.nft("list", "table", "inet", "calyx")
     assert "iifname vmap @from-wl" in text and "jump pol-in-" in text and "tcp . 8080" in text
 
@@ -62,9 +63,9 @@ def test_the_golden_ruleset_loads_into_the_kernel(scratch):
 def test_text_and_json_forms_of_a_ruleset_load_identically(scratch):
     """The driver sends nft's text syntax; it must mean exactly what the JSON model says."""
     as_text, as_json = scratch(), scratch()
-    commands = full_commands(compile_all(docs(MODEL)).ruleset())
-    _load(as_text, commands)
-    as_json.call(lambda: _json_load(commands))
+    transaction = build(compile_all(docs(MODEL)).ruleset())
+    _load(as_text, transaction)
+    as_json.call(lambda: _json_load(transaction.commands()))
     assert _listing(as_text) == _listing(as_json)
 
 
@@ -88,13 +89,13 @@ def test_restart_rebuild_and_incremental_changes_end_like_a_fresh_load(scratch):
             feed(compiler, resource, removed=True)
     result = driven.call(driver.apply, compiler.ruleset())
     assert not result.full
-    _load(fresh, full_commands(compiler.ruleset()))
+    _load(fresh, build(compiler.ruleset()))
     assert _listing(driven) == _listing(fresh)
     restarted = compile_all(docs(MODEL))  # a new agent, with other state: rebuilds over the old table
     result = driven.call(lambda: PolicyDriver(LibNftables()).apply(restarted.ruleset()))
     assert result.full
     fresh2 = scratch()
-    _load(fresh2, full_commands(restarted.ruleset()))
+    _load(fresh2, build(restarted.ruleset()))
     assert _listing(driven) == _listing(fresh2)
 
 
@@ -105,10 +106,10 @@ def test_any_generated_model_is_accepted_by_libnftables_and_its_text_means_the_j
     compiler = compile_all([])
     for resource, removed, _ in sequence:
         feed(compiler, resource, removed=removed)
-    commands = full_commands(compiler.ruleset())
+    transaction = build(compiler.ruleset())
     try:
-        _load(space, commands)
+        _load(space, transaction)
     except Exception as exc:
-        raise AssertionError(f"{exc}\n{json.dumps(commands)[:3000]}") from None
-    reference.call(lambda: _json_load(commands))
+        raise AssertionError(f"{exc}\n{transaction.text()[:3000]}") from None
+    reference.call(lambda: _json_load(transaction.commands()))
     assert _listing(space) == _listing(reference)

@@ -43,7 +43,7 @@ class PolicyLab:
         revision = self.lab.store.write(namespaces + [self.endpoint(n) for n in self.pods], WriteMode.CREATE)
         for node in nodes:
             self.lab.start_felix(node)
-        for name, workload in self.pods.items():
+        for workload in self.pods.values():
             self.lab._daemon(
                 f"serve-{workload.namespace}-{workload.name}",
                 ["ip", "netns", "exec", workload.netns, "python3", PROBE, "serve", *map(str, PORTS)],
@@ -93,7 +93,7 @@ class PolicyLab:
 
     def reset(self) -> None:
         """Remove every policy-related resource and restore the pods' labels."""
-        refs = [Ref(type(r), r.name, r.namespace) for kind in POLICY_KINDS for r in self.lab.store.list(kind)[0]]
+        refs = [Ref(type(r), r.name, r.namespace) for kind in POLICY_KINDS for r in self.lab.store.list_kind(kind)[0]]
         changed = [n for n in self.pods if self.labels[n] != {"pod": n.split("/")[1]} or self.profiles[n]]
         for name in changed:
             self.labels[name], self.profiles[name] = {"pod": name.split("/")[1]}, []
@@ -132,7 +132,7 @@ class PolicyLab:
         result = {}
         for src, proc in procs.items():
             out, _ = proc.communicate(timeout=30)
-            for dst, ok in zip(names, json.loads(out)):
+            for dst, ok in zip(names, json.loads(out), strict=True):
                 result[(src, dst)] = ok
         return result
 

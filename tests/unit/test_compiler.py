@@ -2,7 +2,7 @@ import json
 import os
 from pathlib import Path
 
-from policy.compiler.ruleset import full_commands
+from policy.compiler.ruleset import build
 from tests.policy_model import compile_all, docs, feed
 
 GOLDEN = Path(__file__).with_name("golden")
@@ -18,13 +18,13 @@ def _golden(name: str, commands: list[dict]) -> None:
 
 def test_golden_nftables_output_for_a_representative_model():
     resources = docs((GOLDEN / "representative.yaml").read_text())
-    _golden("representative", full_commands(compile_all(resources).ruleset()))
+    _golden("representative", build(compile_all(resources).ruleset()).commands())
 
 
 def test_output_is_the_same_whatever_the_order_resources_arrive_in():
     resources = docs((GOLDEN / "representative.yaml").read_text())
-    forward = full_commands(compile_all(resources).ruleset())
-    backward = full_commands(compile_all(list(reversed(resources))).ruleset())
+    forward = build(compile_all(resources).ruleset()).commands()
+    backward = build(compile_all(list(reversed(resources))).ruleset()).commands()
     assert forward == backward
 
 

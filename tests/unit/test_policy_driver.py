@@ -8,7 +8,7 @@ import pytest
 
 from felix.nft import NftError
 from felix.policy_driver import PolicyDriver
-from policy.compiler.ruleset import full_commands
+from policy.compiler.ruleset import build
 from tests.fakes import FakeNft
 from tests.policy_model import compile_all, docs, feed
 
@@ -21,7 +21,7 @@ def _state(nft: FakeNft):
 
 def _fresh(ruleset) -> FakeNft:
     nft = FakeNft()
-    nft.run(full_commands(ruleset))
+    nft.run(build(ruleset))
     return nft
 
 

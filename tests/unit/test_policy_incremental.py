@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from policy.compiler.labels import Item, LabelIndex
-from policy.compiler.ruleset import full_commands
+from policy.compiler.ruleset import build
 from policy.model.documents import parse_resource
 from policy.model.selector import parse_selector
 from tests.policy_model import compile_all, feed
@@ -120,7 +120,7 @@ def test_incremental_updates_equal_a_fresh_compile_of_the_final_state(sequence):
         if look:
             compiler.ruleset()
     fresh = compile_all(list(final.values()))
-    assert full_commands(compiler.ruleset()) == full_commands(fresh.ruleset())
+    assert build(compiler.ruleset()).commands() == build(fresh.ruleset()).commands()
 
 
 @settings(max_examples=200, deadline=None)

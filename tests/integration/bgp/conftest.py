@@ -62,5 +62,5 @@ def unreachable(lab: BgpLab, timeout: float = 2.0) -> list[tuple[str, str]]:
             timeout=30,
         )
         answers = json.loads(result.stdout)
-        failures += [(src.name, target[0]) for target, ok in zip(targets, answers) if not ok]
+        failures += [(src.name, target[0]) for target, ok in zip(targets, answers, strict=True) if not ok]
     return failures

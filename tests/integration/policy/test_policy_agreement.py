@@ -84,7 +84,7 @@ def test_kernel_verdicts_agree_with_the_reference_evaluator(netpol, generated, t
     netpol.wait(netpol.lab.store.write(resources, WriteMode.APPLY))
     assert netpol.lab.kv.get(policy_status_key(netpol.lab.prefix, "node1")) is None  # nothing failed to compile
     endpoints = {name: netpol.endpoint(name) for name in pod_names()}
-    namespaces = netpol.lab.store.list(Namespace)[0]
+    namespaces = netpol.lab.store.list_kind(Namespace)[0]
     reference = Reference(resources + list(endpoints.values()) + namespaces)
     for port, proto, number in ((80, "tcp", 6), (81, "udp", 17)):
         observed = netpol.matrix(port, proto)
