@@ -9,6 +9,8 @@ import json
 import logging
 import threading
 import time
+from dataclasses import dataclass
+from typing import Any
 
 from bgp.config import BgpConfig
 from bgp.messages import apply_message
@@ -37,7 +39,15 @@ ROUTE_RETRY = 2.0
 
 
 # Every kind keeps its last good version: a bad update must not end a session or withdraw a prefix.
-INTAKE_RULES = {kind: BadData.KEEP_LAST for kind in (Node, BGPConfiguration, BGPPeer, IPPool, WorkloadEndpoint, Block)}
+INTAKE_RULES: dict[type, BadData] = {
+    kind: BadData.KEEP_LAST for kind in (Node, BGPConfiguration, BGPPeer, IPPool, WorkloadEndpoint, Block)
+}
+SPEAKER_GONE = object()  # the ExaBGP process ended
+
+
+@dataclass(frozen=True)
+class ExaBGPMessage:
+    message: dict  # one decoded JSON line from ExaBGP's API
 
 
 class BgpDaemon:
@@ -56,7 +66,7 @@ class BgpDaemon:
         self._routes = RouteDriver(kernel)
         self._rib = LearnedRib()
         self._state = BgpState()
-        self._tables = {
+        self._tables: dict[type, dict[str, Any]] = {  # kind -> name -> resource, as the plan reads them
             Node: self._state.nodes,
             BGPConfiguration: self._state.configurations,
             BGPPeer: self._state.peers,
@@ -74,13 +84,13 @@ class BgpDaemon:
 
     # -- what other threads call ------------------------------------------------------------
     def on_batch(self, batch: SyncBatch) -> None:
-        self.loop.put(("batch", batch))
+        self.loop.put(batch)
 
     def on_exabgp_message(self, message: dict) -> None:
-        self.loop.put(("message", message))
+        self.loop.put(ExaBGPMessage(message))
 
     def on_exabgp_gone(self) -> None:
-        self.loop.put(("gone", None))
+        self.loop.put(SPEAKER_GONE)
 
     def ready(self) -> tuple[bool, dict]:
         running = self._speaker.running
@@ -126,14 +136,13 @@ class BgpDaemon:
         return max(0.0, min([now + TICK, *deadlines]) - now)
 
     def handle(self, item: object) -> None:
-        kind, payload = item  # type: ignore[misc] (what on_batch, on_exabgp_message and on_exabgp_gone put)
-        if kind == "batch":
-            for update in self._intake.updates(payload.changes):
+        if isinstance(item, SyncBatch):
+            for update in self._intake.updates(item.changes):
                 self._apply(update)
-            self._complete = self._complete or payload.complete
-        elif kind == "message":
-            apply_message(payload, self._rib, self._speaker.sessions, self._clock(), self._wall())
-        elif kind == "gone":
+            self._complete = self._complete or item.complete
+        elif isinstance(item, ExaBGPMessage):
+            apply_message(item.message, self._rib, self._speaker.sessions, self._clock(), self._wall())
+        elif item is SPEAKER_GONE:
             self._speaker_lost()
 
     def reconcile(self) -> None:

@@ -91,6 +91,7 @@ class ExaBGPProcess:
     def send(self, command: str) -> None:
         if not self.running():
             raise ExaBGPError("ExaBGP is not running")
+        assert self._conn is not None  # running() implies start() connected
         try:
             self._conn.sendall(command.encode() + b"\n")
             answer = self._acks.get(timeout=self.ack_timeout)

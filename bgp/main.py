@@ -86,9 +86,16 @@ def cli(log_level, etcd_prefix, **options):
         except AddressError as exc:
             raise click.ClickException(str(exc)) from None
         metrics = BgpMetrics()
-        process = ExaBGPProcess(
-            config.run_dir, config.exabgp_path, lambda m: daemon.on_exabgp_message(m), lambda: daemon.on_exabgp_gone()
-        )
+
+        def on_message(message: dict) -> None:
+            assert daemon is not None  # ExaBGP is started by the daemon, so it exists by now
+            daemon.on_exabgp_message(message)
+
+        def on_gone() -> None:
+            assert daemon is not None
+            daemon.on_exabgp_gone()
+
+        process = ExaBGPProcess(config.run_dir, config.exabgp_path, on_message, on_gone)
         speaker = SpeakerControl(process, config.graceful_restart_time, config.hold_time, metrics, dict(os.environ))
         daemon = BgpDaemon(config, kv, routes, speaker, metrics)
         server = None

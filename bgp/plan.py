@@ -148,6 +148,7 @@ def _peers(state: BgpState, me: Node, ipv4: str | None, ipv6: str | None, spec) 
         if p.peerIP:
             version = ipaddress.ip_address(p.peerIP).version
             local = mine[version] if p.sourceAddress == "UseNodeIP" else None
+            assert p.asNumber is not None  # the model requires asNumber with peerIP
             if mine[version] and p.peerIP != mine[version]:  # no session of a family this node lacks
                 peers[p.peerIP] = Peer(p.peerIP, p.asNumber, resource.name, False, local, p.password)
             continue
@@ -170,7 +171,7 @@ def _node_peers(other: Node, mine: dict[int, str | None], default_as: int, name:
         local = mine[version]
         if not (address and local) or address == local:
             continue
-        passive = ipaddress.ip_address(local) > ipaddress.ip_address(address)
+        passive = int(ipaddress.ip_address(local)) > int(ipaddress.ip_address(address))  # same family
         use_source = spec is None or spec.sourceAddress == "UseNodeIP"
         as_number = (spec.asNumber if spec and spec.asNumber else None) or _node_as(other, default_as)
         found.append(

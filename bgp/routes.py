@@ -3,8 +3,11 @@ desired ones, writing only the difference. It reads the kernel back at start and
 resync, and otherwise trusts what it wrote; failed writes are retried at the next apply."""
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
+
+Write = tuple[str, Callable[[str], None], Callable[[str], None]]  # prefix, kernel write, record it
 
 log = logging.getLogger(__name__)
 
@@ -49,23 +52,14 @@ class RouteDriver:
         loop must keep reading BGP while a node's 10,000 blocks are being blackholed."""
         result = ApplyResult()
         failed: set[str] = set()
-        work = [
+        work: list[Write] = [
             (p, self._kernel.delete_blackhole, self.blackholes.discard) for p in sorted(self.blackholes - blackholes)
         ]
-        work += [
-            (p, self._kernel.delete_learned, lambda p: self.learned.pop(p, None))
-            for p in sorted(set(self.learned) - set(learned))
-        ]
+        work += [(p, self._kernel.delete_learned, self._forget) for p in sorted(set(self.learned) - set(learned))]
         for prefix, hops in sorted(learned.items()):
             if self.learned.get(prefix) != hops:
                 ours = prefix in self.learned
-                work.append(
-                    (
-                        prefix,
-                        lambda p, h=hops, o=ours: self._kernel.set_learned(p, h, o),
-                        lambda p, h=hops: self.learned.__setitem__(p, h),
-                    )
-                )
+                work.append((prefix, self._setter(hops, ours), self._recorder(hops)))
         work += [(p, self._kernel.add_blackhole, self.blackholes.add) for p in sorted(blackholes - self.blackholes)]
         for prefix, write, record in work[:limit]:
             self._write(result, failed, prefix, write, record)
@@ -73,7 +67,23 @@ class RouteDriver:
         self._failed = failed
         return result
 
-    def _write(self, result: ApplyResult, failed: set[str], prefix: str, write, record) -> None:
+    def _forget(self, prefix: str) -> None:
+        self.learned.pop(prefix, None)
+
+    def _setter(self, hops: frozenset[str], ours: bool) -> Callable[[str], None]:
+        return lambda prefix: self._kernel.set_learned(prefix, hops, ours)
+
+    def _recorder(self, hops: frozenset[str]) -> Callable[[str], None]:
+        return lambda prefix: self.learned.__setitem__(prefix, hops)
+
+    def _write(
+        self,
+        result: ApplyResult,
+        failed: set[str],
+        prefix: str,
+        write: Callable[[str], None],
+        record: Callable[[str], None],
+    ) -> None:
         try:
             write(prefix)
         except Exception as exc:

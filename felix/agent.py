@@ -10,6 +10,7 @@ import contextlib
 import logging
 import threading
 import time
+from dataclasses import dataclass
 
 from felix.bulk import bulk_work
 from felix.calc import RouteIndex, endpoint_routes
@@ -33,11 +34,18 @@ from policy.runtime.status import StatusWriter, policy_status_key
 log = logging.getLogger(__name__)
 
 LINK_SUBSCRIBE_TIMEOUT = 10.0
-_LINKS_LOST = object()
+_LINKS_LOST = object()  # the link subscription ended: re-read every interface
+
+
+@dataclass(frozen=True)
+class LinkEvent:
+    name: str
+    ifindex: int | None  # None: the interface is gone
+
 
 # A bad WorkloadEndpoint carries nothing; a bad policy, set, namespace, tier or profile keeps
 # its last good version (dropping it would open traffic).
-INTAKE_RULES = {
+INTAKE_RULES: dict[type, BadData] = {
     WorkloadEndpoint: BadData.ABSENT,
     NetworkPolicy: BadData.KEEP_LAST,
     GlobalNetworkPolicy: BadData.KEEP_LAST,
@@ -97,7 +105,7 @@ class Agent:
 
     def _on_link(self, name: str | None, ifindex: int | None) -> None:
         log.debug("link event: %s -> %s", name, ifindex)
-        self.loop.put(_LINKS_LOST if name is None else (name, ifindex))
+        self.loop.put(_LINKS_LOST if name is None else LinkEvent(name, ifindex))
 
     # -- what the loop calls ----------------------------------------------------------------
     def wait_time(self) -> float:
@@ -109,8 +117,8 @@ class Agent:
         elif isinstance(item, SyncBatch):
             with bulk_work() if not self.status.in_sync else contextlib.nullcontext():
                 self._apply_batch(item)  # the first sync builds the whole state at once
-        else:
-            self._driver.link_changed(*item)  # type: ignore[misc] (a (name, ifindex) link event)
+        elif isinstance(item, LinkEvent):
+            self._driver.link_changed(item.name, item.ifindex)
 
     def reconcile(self) -> None:
         if not self._complete:

@@ -84,4 +84,4 @@ class RouteIndex:
         return frozenset(n for key in keys for n in self._endpoints[key].networks if self.owner(n) == key)
 
     def all_desired(self) -> dict[str, frozenset[str]]:
-        return {interface: self.desired(interface) for interface in self._by_interface}
+        return {interface: self.desired(interface) or frozenset() for interface in self._by_interface}

@@ -80,8 +80,8 @@ class RouteDriver:
             self.resync()
         deletes: list[KernelRoute] = []
         adds: list[KernelRoute] = []
-        for ifindex in self._dirty_indexes:
-            deletes.extend(KernelRoute(dst, ifindex) for dst in self._programmed.get(ifindex, ()))
+        for stale in self._dirty_indexes:
+            deletes.extend(KernelRoute(dst, stale) for dst in self._programmed.get(stale, ()))
         for name in self._dirty_interfaces:
             ifindex = self._links.get(name)
             if ifindex is None and name in self._desired:

@@ -49,7 +49,7 @@ class EndpointFacts:
     def of(cls, endpoint: WorkloadEndpoint) -> "EndpointFacts":
         spec = endpoint.spec
         return cls(
-            sys.intern(endpoint.namespace),
+            sys.intern(endpoint.namespace or ""),  # namespaced: decoding always sets it
             sys.intern(spec.node),
             spec.interfaceName,
             tuple(spec.ipNetworks),
@@ -360,7 +360,7 @@ class PolicyCompiler:
         members = self._members.get(spec.selection, ())
         if spec.port_name is None:
             return collapse(n for key in members for n in self._addresses(key, spec.family))
-        elements = set()
+        elements: set[tuple] = set()  # (host, protocol, port)
         for key in members:
             endpoint = self._endpoints.get(key)
             if endpoint is None:
@@ -422,7 +422,7 @@ class PolicyCompiler:
             if p in self._profile_rules and direction in self._profile_rules[p].chains
         )
 
-    def _policy_chains(self, keys: set[str], direction: str) -> tuple:
+    def _policy_chains(self, keys: frozenset[str], direction: str) -> tuple:
         """((tier default action, (policy chain, ...)), ...) in evaluation order, for one direction."""
         tiers: dict[str, list[CompiledPolicy]] = defaultdict(list)
         for key in keys:

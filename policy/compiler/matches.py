@@ -61,7 +61,7 @@ def _port(side: str) -> Expr:
 
 
 def _port_values(ports: list) -> list:
-    values = []
+    values: list[int | dict] = []
     for port in ports:
         if isinstance(port, int):
             values.append(port)
@@ -136,6 +136,7 @@ def _side(
     named_scope = _selection(entity, entity.selector, namespace) or Selection("all()", None, namespace)
 
     def named_port_match(name: str, op: str) -> Expr:
+        assert family is not None  # a named port makes the rule family-specific (_family_specific)
         spec = SetSpec(family, named_scope, port_name=name, protocol=protocol)
         return match({"concat": [_address(family, side), L4PROTO, _port(side)]}, "@" + want(spec), op)
 
@@ -157,7 +158,7 @@ def compile_rule(rule: Rule, namespace: str | None, log_prefix: str, want: WantS
     protocol = protocol_number(rule.protocol) if rule.protocol is not None else None
     families: list[int | None] = [None]
     if _family_specific(rule):
-        implied = {1: 4, 58: 6}.get(protocol)
+        implied = {1: 4, 58: 6}.get(protocol or 0)
         families = [f for f in (4, 6) if f == (rule.ipVersion or implied or f)]
     compiled = []
     for family in families:
@@ -168,10 +169,12 @@ def compile_rule(rule: Rule, namespace: str | None, log_prefix: str, want: WantS
             head.append(match(L4PROTO, protocol))
         if rule.notProtocol is not None:
             head.append(match(L4PROTO, protocol_number(rule.notProtocol), "!="))
-        if rule.icmp:
-            head += _icmp(rule.icmp, family, negated=False)
-        if rule.notICMP:
-            head += _icmp(rule.notICMP, family, negated=True)
+        if rule.icmp or rule.notICMP:
+            assert family is not None  # the model allows ICMP fields only with protocol ICMP or ICMPv6
+            if rule.icmp:
+                head += _icmp(rule.icmp, family, negated=False)
+            if rule.notICMP:
+                head += _icmp(rule.notICMP, family, negated=True)
         sources = _side(rule.source, "source", family, namespace, protocol, want)
         destinations = _side(rule.destination, "destination", family, namespace, protocol, want)
         if sources is None or destinations is None:

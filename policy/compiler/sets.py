@@ -83,5 +83,6 @@ def collapse(networks: Iterable[str]) -> frozenset[str]:
     if all(n.num_addresses == 1 for n in nets):
         return frozenset(str(n.network_address) for n in nets)
     return frozenset(
-        str(n.network_address) if n.num_addresses == 1 else str(n) for n in ipaddress.collapse_addresses(nets)
+        str(n.network_address) if n.num_addresses == 1 else str(n)
+        for n in ipaddress.collapse_addresses(nets)  # type: ignore[type-var]
     )

@@ -52,7 +52,7 @@ def release(ctx, handle, address):
         for freed in _run(lambda: _ipam(ctx).release_handle(handle)):
             click.echo(f"{freed} released")
     else:
-        owner = _run(lambda: _ipam(ctx).release_address(_address(address)))
+        owner = _run(lambda: _ipam(ctx).release_address(str(_address(address))))
         click.echo(f"{address} released (handle {owner})")
 
 
@@ -72,7 +72,7 @@ def show(ctx):
         click.echo(
             f"{block.cidr:20} {block.affinity or '<none>':14} {len(block.allocations)}/{block.network.num_addresses}"
         )
-    per_node = Counter()
+    per_node: Counter[str] = Counter()
     for block in blocks:
         per_node[block.affinity or "<none>"] += len(block.allocations)
     click.echo("\nNODE           BLOCKS   IN USE")

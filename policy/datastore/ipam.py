@@ -222,7 +222,7 @@ class IPAM:
         for attempt in range(MAX_ATTEMPTS):
             block = next((b for b in self.blocks() if ipaddress.ip_address(address) in b.network), None)
             owner = block.allocations.get(block.offset(address)) if block else None
-            if owner is None:
+            if block is None or owner is None:
                 raise IPAMError(f"{address} is not allocated")
             record = self.handle(owner) or Handle(owner, [address], revision=ABSENT)
             try:

@@ -75,6 +75,7 @@ class Syncer:
     def run(self) -> None:
         """Loop until stop is set; never raises, never retries the same revision twice in a row."""
         delay = 0.0
+        error: Exception
         while not self._stop.is_set():
             self._delivered = False
             try:

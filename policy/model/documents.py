@@ -78,7 +78,7 @@ def _normalise(doc: dict, namespace: str | None) -> dict:
         doc = {**doc, "apiVersion": API_VERSION}
     elif api_version != API_VERSION:
         raise _Invalid("apiVersion", f"unsupported apiVersion {api_version!r} (use {API_VERSION})")
-    model = KINDS.get(kind)
+    model = KINDS.get(kind) if isinstance(kind, str) else None
     if model is None:
         known = ", ".join(sorted(KINDS))
         raise _Invalid("kind", f"unknown kind {kind!r} (known kinds: {known})")
@@ -102,7 +102,9 @@ def _normalise(doc: dict, namespace: str | None) -> dict:
 def _describe(doc: Any) -> str:
     if not isinstance(doc, dict):
         return ""
-    meta = doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
+    meta = doc.get("metadata")
+    if not isinstance(meta, dict):
+        meta = {}
     name = meta.get("name")
     ns = meta.get("namespace")
     ident = f"{ns}/{name}" if ns and name else (name or "")

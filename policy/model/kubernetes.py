@@ -146,7 +146,7 @@ def _port_groups(ports: list[NetworkPolicyPort]) -> list[tuple[str | None, list]
 
 def _rules(peers: list[Peer], ports: list[NetworkPolicyPort], peer_side: str) -> list[dict]:
     rules = []
-    for peer in peers or [None]:
+    for peer in peers or [None]:  # type: ignore[list-item]  # no peers: one rule that matches any
         for protocol, numbers in _port_groups(ports):
             rule: dict = {"action": "Allow"}
             if protocol:

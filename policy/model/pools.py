@@ -28,9 +28,11 @@ class IPPoolSpec(Model):
     @model_validator(mode="after")
     def _block_fits(self):
         network = ipaddress.ip_network(self.cidr)
-        if self.blockSize is None:
-            object.__setattr__(self, "blockSize", max(DEFAULT_BLOCK_SIZE[network.version], network.prefixlen))
-        if not network.prefixlen <= self.blockSize <= network.max_prefixlen:
+        size = self.blockSize
+        if size is None:
+            size = max(DEFAULT_BLOCK_SIZE[network.version], network.prefixlen)
+            object.__setattr__(self, "blockSize", size)
+        if not network.prefixlen <= size <= network.max_prefixlen:
             raise ValueError(
                 f"blockSize {self.blockSize} must be between the pool's prefix length "
                 f"{network.prefixlen} and {network.max_prefixlen}"

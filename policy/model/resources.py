@@ -1,6 +1,6 @@
 """The resource kinds, with Calico v3 field names so Calico YAML converts by apiVersion alone."""
 
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Final, Literal
 
 from pydantic import Field, field_validator
 
@@ -19,7 +19,7 @@ from policy.model.fields import (
     ResourceName,
 )
 
-API_VERSION = "calyx.io/v1"
+API_VERSION: Final = "calyx.io/v1"
 CALICO_API_VERSION = "projectcalico.org/v3"
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 
@@ -43,6 +43,8 @@ class Resource(Model):
 
     apiVersion: Literal["calyx.io/v1"] = API_VERSION
     metadata: Metadata
+    if TYPE_CHECKING:  # every subclass declares its kind as a Literal field
+        kind: str
 
     @property
     def name(self) -> str:

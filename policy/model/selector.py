@@ -165,6 +165,7 @@ def _tokens(text: str) -> list[_Token]:
             column = pos + len(text[pos:]) - len(text[pos:].lstrip()) + 1
             raise SelectorError(text, column, f"unexpected character {text[column - 1]!r}")
         kind = m.lastgroup
+        assert kind is not None  # every alternative of _TOKEN is a named group
         start = m.start(kind)
         tokens.append(_Token(kind, m.group(kind), start + 1))
         pos = m.end()

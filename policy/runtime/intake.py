@@ -15,6 +15,7 @@ import json
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from policy.datastore.ipam import Block
 from policy.datastore.keys import ipam_blocks_prefix, parse_key
@@ -37,7 +38,7 @@ class Update:
     key: str
     namespace: str | None
     name: str
-    value: object | None
+    value: Any  # an instance of kind (a Resource or an IPAM Block); None when the key is gone
 
 
 class Intake:
@@ -56,6 +57,7 @@ class Intake:
                 yield update
 
     def _update(self, change: Change) -> Update | None:
+        kind: type
         if self._blocks_prefix and change.key.startswith(self._blocks_prefix):
             kind, namespace, name = Block, None, change.key[len(self._blocks_prefix) :]
         else:
