@@ -17,7 +17,7 @@ from bgp.messages import apply_message
 from bgp.metrics import BgpMetrics
 from bgp.plan import BgpState, BlockFacts, Plan, PlanError, compute_plan
 from bgp.rib import LearnedRib
-from bgp.routes import BgpKernel, RouteDriver
+from bgp.routes import BgpKernel, LearnedRouteDriver
 from bgp.speaker import SpeakerControl
 from policy.datastore.ipam import Block
 from policy.datastore.keys import resources_root
@@ -63,7 +63,7 @@ class BgpDaemon:
     ):
         self.config, self._kv, self.metrics = config, kv, metrics
         self._speaker, self._clock, self._wall = speaker, clock, wall
-        self._routes = RouteDriver(kernel)
+        self._routes = LearnedRouteDriver(kernel)
         self._rib = LearnedRib()
         self._state = BgpState()
         self._tables: dict[type, dict[str, Any]] = {  # kind -> name -> resource, as the plan reads them
@@ -123,10 +123,6 @@ class BgpDaemon:
         """Read the kernel once: routes a previous run installed are kept through graceful restart."""
         self._rib.adopt(self._routes.resync(), self._clock(), self.config.graceful_restart_time)
         self._next_refresh = self._clock() + self.config.route_refresh_interval
-
-    def step(self, timeout: float) -> None:
-        """One turn of the loop: take what is queued (waiting up to timeout for the first item), reconcile."""
-        self.loop.turn(self, timeout)
 
     def wait_time(self) -> float:
         now = self._clock()

@@ -33,9 +33,7 @@ def apply_message(message: dict, rib: LearnedRib, sessions: dict[str, Session], 
         session = sessions.get(peer)
         if session is not None and session.state != state:
             session.state, session.since, session.eor_sent = state, wall, False
-        if state == "up":
-            rib.session_up(peer)
-        elif state == "down":
+        if state == "down":
             log.info("session with %s down: %s", peer, neighbor.get("reason", ""))
             rib.session_down(peer, now)
             return True

@@ -20,7 +20,6 @@ class _PeerRoutes:
     stale: set[str] = field(default_factory=set)
     stale_until: float | None = None
     restart_time: int = 0  # offered by the peer in its OPEN; 0: no graceful restart
-    up: bool = False
 
 
 class LearnedRib:
@@ -41,12 +40,8 @@ class LearnedRib:
     def opened(self, peer: str, restart_time: int) -> None:
         self._peer(peer).restart_time = restart_time
 
-    def session_up(self, peer: str) -> None:
-        self._peer(peer).up = True
-
     def session_down(self, peer: str, now: float) -> None:
         state = self._peer(peer)
-        state.up = False
         if state.restart_time > 0 and state.routes:
             state.stale = set(state.routes)
             state.stale_until = now + state.restart_time

@@ -25,13 +25,13 @@ class BgpKernel(Protocol):
 
 
 @dataclass
-class ApplyResult:
+class LearnedRouteWrites:
     writes: int = 0
     errors: list[Exception] = field(default_factory=list)
     more: bool = False  # the limit stopped it: apply again
 
 
-class RouteDriver:
+class LearnedRouteDriver:
     def __init__(self, kernel: BgpKernel):
         self._kernel = kernel
         self.learned: dict[str, frozenset[str]] = {}  # believed in the kernel
@@ -47,10 +47,12 @@ class RouteDriver:
     def failed(self) -> int:
         return len(self._failed)
 
-    def apply(self, learned: dict[str, frozenset[str]], blackholes: frozenset[str], limit: int = 256) -> ApplyResult:
+    def apply(
+        self, learned: dict[str, frozenset[str]], blackholes: frozenset[str], limit: int = 256
+    ) -> LearnedRouteWrites:
         """Write at most `limit` routes (result.more: call again), new blackholes last: the main
         loop must keep reading BGP while a node's 10,000 blocks are being blackholed."""
-        result = ApplyResult()
+        result = LearnedRouteWrites()
         failed: set[str] = set()
         work: list[Write] = [
             (p, self._kernel.delete_blackhole, self.blackholes.discard) for p in sorted(self.blackholes - blackholes)
@@ -78,7 +80,7 @@ class RouteDriver:
 
     def _write(
         self,
-        result: ApplyResult,
+        result: LearnedRouteWrites,
         failed: set[str],
         prefix: str,
         write: Callable[[str], None],

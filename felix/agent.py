@@ -20,7 +20,7 @@ from felix.kernel import Kernel
 from felix.metrics import AgentMetrics
 from felix.nft import Nft, NftError
 from felix.policy_driver import PolicyDriver
-from felix.routes import RouteDriver
+from felix.routes import WorkloadRouteDriver
 from policy.compiler.compiler import PolicyCompiler
 from policy.datastore.keys import resources_root
 from policy.datastore.kv import KV
@@ -67,7 +67,7 @@ class Agent:
             config.etcd_prefix, INTAKE_RULES, lambda kind: self.metrics.bad_resources.labels(kind).inc()
         )
         self._index = RouteIndex()
-        self._driver = RouteDriver(kernel)
+        self._driver = WorkloadRouteDriver(kernel)
         self._compiler = PolicyCompiler(config.node_name)
         self._policy_driver = PolicyDriver(nft)
         self._policy_status = StatusWriter(kv, policy_status_key(config.etcd_prefix, config.node_name))

@@ -82,6 +82,3 @@ class RouteIndex:
         if not keys:
             return None
         return frozenset(n for key in keys for n in self._endpoints[key].networks if self.owner(n) == key)
-
-    def all_desired(self) -> dict[str, frozenset[str]]:
-        return {interface: self.desired(interface) or frozenset() for interface in self._by_interface}

@@ -38,10 +38,6 @@ class PolicyDriver:
         self._nft = nft
         self._programmed: Snapshot | None = None
 
-    @property
-    def in_step(self) -> bool:
-        return self._programmed is not None
-
     def forget(self) -> None:
         """Next apply rebuilds from what the kernel holds (after a failure, or to repair drift)."""
         self._programmed = None

@@ -12,13 +12,13 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class ApplyResult:
+class RouteApplyResult:
     added: int = 0
     deleted: int = 0
     errors: list[RouteError] = field(default_factory=list)
 
 
-class RouteDriver:
+class WorkloadRouteDriver:
     def __init__(self, kernel: Kernel):
         self._kernel = kernel
         self._links: dict[str, int] = {}
@@ -74,7 +74,7 @@ class RouteDriver:
         """After an unexpected failure nothing of the cache can be trusted: re-read at the next apply."""
         self._needs_resync = True
 
-    def apply(self) -> ApplyResult:
+    def apply(self) -> RouteApplyResult:
         """Delete what is not desired, then add what is missing; failures stay dirty for a retry."""
         if self._needs_resync:
             self.resync()
@@ -96,7 +96,7 @@ class RouteDriver:
             have = self._programmed.get(ifindex, set())
             deletes.extend(KernelRoute(dst, ifindex) for dst in have - desired)
             adds.extend(KernelRoute(dst, ifindex) for dst in desired - have)
-        result = ApplyResult()
+        result = RouteApplyResult()
         failed = self._record(self._kernel.delete_routes(deletes), deletes, added=False, result=result)
         failed |= self._record(self._kernel.add_routes(adds), adds, added=True, result=result)
         names = {index: name for name, index in self._links.items()}
@@ -108,7 +108,7 @@ class RouteDriver:
         self.route_count -= len(self._programmed.pop(ifindex, ()))
 
     def _record(
-        self, errors: list[RouteError], routes: list[KernelRoute], added: bool, result: ApplyResult
+        self, errors: list[RouteError], routes: list[KernelRoute], added: bool, result: RouteApplyResult
     ) -> set[int]:
         failed_routes = {error.route for error in errors}
         for route in routes:

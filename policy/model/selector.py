@@ -286,14 +286,3 @@ class _Parser:
 def parse_selector(text: str) -> Selector:
     """Parse (cached: policies repeat the same selectors); raise SelectorError with a column."""
     return _Parser(text).parse()
-
-
-def uses_global(node: Selector) -> bool:
-    """True when a selector mentions global(), which only makes sense as a namespaceSelector."""
-    if isinstance(node, Global):
-        return True
-    if isinstance(node, Not):
-        return uses_global(node.operand)
-    if isinstance(node, (And, Or)):
-        return any(uses_global(o) for o in node.operands)
-    return False

@@ -73,11 +73,11 @@ class Rig:
     def etcd(self, *changes, complete=True):
         self.revision += 1
         self.daemon.on_batch(SyncBatch([Change(k, v, self.revision) for k, v in changes], self.revision, complete))
-        self.daemon.step(0)
+        self.daemon.loop.turn(self.daemon, 0)
 
     def exabgp(self, message):
         self.daemon.on_exabgp_message(message)
-        self.daemon.step(0)
+        self.daemon.loop.turn(self.daemon, 0)
 
 
 def learned(peer, *prefixes, hop=None):
@@ -129,7 +129,7 @@ def test_learned_routes_are_installed_with_ecmp_but_never_over_our_own_prefixes(
     rig.exabgp(learned("10.0.0.2", "10.244.6.0/26"))
     assert "10.244.6.0/26" not in rig.kernel.learned and rig.metrics.route_errors._value.get() == 1
     rig.now += 2  # status is published at most once a second
-    rig.daemon.step(0)
+    rig.daemon.loop.turn(rig.daemon, 0)
     status = json.loads(rig.kv.get(bgp_status_key("/calyx", "n1")).value)
     assert status["installed"] == 3 and status["announced"] == 2
     assert {s["peer"]: s["received"] for s in status["sessions"]} == {"10.0.0.2": 4, "10.0.0.3": 4}
@@ -160,7 +160,7 @@ def test_withdrawn_when_the_endpoint_goes_and_kernel_routes_of_a_previous_run_ar
     )
     assert rig.kernel.learned == {"10.244.3.0/26": {"10.0.0.3"}}
     rig.now += 61
-    rig.daemon.step(0)
+    rig.daemon.loop.turn(rig.daemon, 0)
     assert rig.kernel.learned == {}
 
 
@@ -169,7 +169,7 @@ def test_policyctl_node_status_prints_sessions(rig, monkeypatch):
     rig.exabgp({"type": "state", "neighbor": {"address": {"peer": "10.0.0.2"}, "state": "up"}})
     rig.exabgp(learned("10.0.0.2", "10.244.1.0/26"))
     rig.now += 2
-    rig.daemon.step(0)
+    rig.daemon.loop.turn(rig.daemon, 0)
     monkeypatch.setattr(policy.ctl.main, "EtcdKV", lambda settings: rig.kv)
     monkeypatch.setattr("policy.ctl.node.time.time", lambda: 5000.0 + rig.now + 30)
     out = CliRunner().invoke(policy.ctl.main.cli, ["node", "status", "n1"], catch_exceptions=False).output

@@ -1,5 +1,5 @@
 from felix.kernel import KernelRoute
-from felix.routes import RouteDriver
+from felix.routes import WorkloadRouteDriver
 from tests.fakes import FakeKernel
 
 
@@ -10,7 +10,7 @@ def test_resync_sweeps_stray_routes_and_adds_missing_ones():
         KernelRoute("198.19.1.9/32", 5),
         KernelRoute("198.19.9.9/32", 6),
     }
-    driver = RouteDriver(kernel)
+    driver = WorkloadRouteDriver(kernel)
     driver.set_desired("cxa", frozenset({"198.19.1.1/32", "198.19.1.2/32"}))
     driver.resync()
     result = driver.apply()
@@ -21,7 +21,7 @@ def test_resync_sweeps_stray_routes_and_adds_missing_ones():
 
 def test_unchanged_state_writes_nothing_and_one_change_writes_one_route():
     kernel = FakeKernel({f"cx{i}": i + 10 for i in range(100)})
-    driver = RouteDriver(kernel)
+    driver = WorkloadRouteDriver(kernel)
     for i in range(100):
         driver.set_desired(f"cx{i}", frozenset({f"198.19.0.{i}/32"}))
     driver.resync()
@@ -37,7 +37,7 @@ def test_unchanged_state_writes_nothing_and_one_change_writes_one_route():
 
 def test_interface_that_appears_later_is_programmed_then_forgotten_when_gone():
     kernel = FakeKernel({})
-    driver = RouteDriver(kernel)
+    driver = WorkloadRouteDriver(kernel)
     driver.set_desired("cxa", frozenset({"198.19.1.1/32", "fd00::1/128"}))
     driver.resync()
     driver.apply()
@@ -56,7 +56,7 @@ def test_interface_that_appears_later_is_programmed_then_forgotten_when_gone():
 def test_refused_route_stays_pending_and_is_retried():
     kernel = FakeKernel({"cxa": 5})
     kernel.refuse = {"198.19.1.1/32"}
-    driver = RouteDriver(kernel)
+    driver = WorkloadRouteDriver(kernel)
     driver.set_desired("cxa", frozenset({"198.19.1.1/32"}))
     driver.resync()
     assert len(driver.apply().errors) == 1 and driver.pending
