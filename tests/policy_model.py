@@ -1,5 +1,7 @@
 """Feeding resources to the policy compiler the way the agent does, for tests."""
 
+from pathlib import Path
+
 from policy.compiler.compiler import PolicyCompiler
 from policy.datastore.keys import key_of
 from policy.model.documents import load_documents
@@ -7,6 +9,7 @@ from policy.model.policies import GlobalNetworkPolicy, GlobalNetworkSet, Network
 from policy.model.resources import Namespace, Resource, WorkloadEndpoint
 
 PREFIX = "/calyx"
+GOLDEN = Path(__file__).with_name("golden")  # the representative model and what it compiles to
 
 
 def feed(compiler: PolicyCompiler, resource: Resource, removed: bool = False) -> None:

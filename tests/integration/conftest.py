@@ -27,7 +27,7 @@ def pytest_collection_modifyitems(config, items):
         return
     reason = "integration tests need root" if os.geteuid() != 0 else f"missing tools: {', '.join(MISSING)}"
     for item in items:
-        if "integration" in str(item.fspath):
+        if item.get_closest_marker("integration"):
             item.add_marker(pytest.mark.skip(reason=reason))
 
 

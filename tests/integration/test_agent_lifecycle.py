@@ -2,12 +2,16 @@
 
 import time
 
+import pytest
+
 from policy.datastore.keys import resource_key
 from policy.datastore.store import Ref, WriteMode
 from policy.model.resources import WorkloadEndpoint
 from tests.lab import netns
 from tests.lab.processes import Daemon, wait_for
 from tests.lab.traffic import ping, start_echo_servers, tcp
+
+pytestmark = pytest.mark.integration
 
 
 def expected_routes(workloads) -> set[tuple[str, str]]:

@@ -5,6 +5,7 @@ import subprocess
 import sys
 import threading
 
+import pytest
 import yaml
 
 from policy.datastore.keys import resources_root
@@ -13,6 +14,8 @@ from policy.datastore.watch import Backoff, SyncBatch, Syncer
 from policy.runtime.status import StatusWriter, bgp_status_key, policy_status_key
 from tests.lab.processes import wait_for
 from tests.policy_model import docs
+
+pytestmark = pytest.mark.integration
 
 NODE = "apiVersion: calyx.io/v1\nkind: Node\nmetadata: {name: node1, labels: {rack: r1}}\nspec: {bgp: {asNumber: 64512, ipv4Address: 198.18.1.2/24}}\n"
 WEP = (

@@ -4,10 +4,14 @@ import subprocess
 import sys
 import threading
 
+import pytest
+
 from policy.datastore.etcd import EtcdKV, EtcdSettings
 from policy.datastore.ipam import IPAM
 from policy.datastore.store import WriteMode
 from policy.model.documents import parse_resource
+
+pytestmark = pytest.mark.integration
 
 
 def test_fifty_concurrent_allocations_over_three_nodes_are_unique_and_all_released(lab_factory):

@@ -2,7 +2,6 @@
 namespaces: the kernel accepts them, and incremental changes end where a fresh load does."""
 
 import json
-from pathlib import Path
 
 import nftables
 import pytest
@@ -13,10 +12,12 @@ from felix.policy_driver import PolicyDriver
 from policy.compiler.ruleset import build
 from policy.compiler.transaction import Transaction
 from tests.lab.scratch import ScratchNamespace
-from tests.policy_model import compile_all, docs, feed
-from tests.unit.test_policy_incremental import steps
+from tests.policy_model import GOLDEN, compile_all, docs, feed
+from tests.policy_strategies import steps
 
-MODEL = (Path(__file__).parents[1] / "unit" / "golden" / "representative.yaml").read_text()
+pytestmark = pytest.mark.integration
+
+MODEL = (GOLDEN / "representative.yaml").read_text()
 
 
 @pytest.fixture

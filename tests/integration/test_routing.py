@@ -1,7 +1,11 @@
 """Workloads reach each other through the routes felix programs (static fabric routes between nodes)."""
 
+import pytest
+
 from tests.lab.processes import wait_for
 from tests.lab.traffic import ping, reachability, start_echo_servers, tcp
+
+pytestmark = pytest.mark.integration
 
 
 def test_all_workloads_reach_each_other_by_ping_and_tcp(cluster):

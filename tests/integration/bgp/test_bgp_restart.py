@@ -5,10 +5,14 @@ restarts."""
 import subprocess
 import time
 
+import pytest
+
 from tests.integration.bgp.conftest import ECHO_PORT, unreachable
 from tests.lab import netns
 from tests.lab.processes import wait_for
 from tests.lab.traffic import PROBE
+
+pytestmark = pytest.mark.integration
 
 
 def routes_via_node1(lab, node: str) -> set[str]:

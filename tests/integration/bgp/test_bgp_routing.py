@@ -3,11 +3,15 @@ by BGP only: through a BIRD route reflector, and through a node-to-node mesh."""
 
 import ipaddress
 
+import pytest
+
 from policy.datastore.ipam import IPAM
 from tests.integration.bgp.conftest import unreachable
 from tests.lab import netns
 from tests.lab.bgp_lab import node_address
 from tests.lab.processes import wait_for
+
+pytestmark = pytest.mark.integration
 
 
 def own_blocks(lab, node: str) -> set[str]:

@@ -3,6 +3,10 @@
 import shutil
 import subprocess
 
+import pytest
+
+pytestmark = pytest.mark.integration
+
 
 def test_exabgp_is_the_pinned_4_2_release():
     out = subprocess.run([shutil.which("exabgp") or "exabgp", "--version"], capture_output=True, text=True, timeout=30)

@@ -4,8 +4,12 @@ GlobalNetworkPolicy, network sets, profiles and anti-spoofing."""
 import subprocess
 import time
 
+import pytest
+
 from tests.lab import netns
 from tests.lab.netpol import Reachability
+
+pytestmark = pytest.mark.integration
 
 GNP = "apiVersion: calyx.io/v1\nkind: GlobalNetworkPolicy\n"
 NP = "apiVersion: projectcalico.org/v3\nkind: NetworkPolicy\n"

@@ -1,7 +1,11 @@
 """Kubernetes NetworkPolicy semantics with real packets: the upstream e2e model (x, y, z with
 pods a, b, c over two nodes), the full 9x9 matrix checked after every change."""
 
+import pytest
+
 from tests.lab.netpol import Reachability
+
+pytestmark = pytest.mark.integration
 
 
 def knp(name: str, namespace: str, spec: str) -> str:

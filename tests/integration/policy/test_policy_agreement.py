@@ -1,6 +1,7 @@
 """Generated policies on the e2e model: what the kernel does to real packets agrees with the
 pure reference evaluator, pair by pair (tcp/80 and udp/81, 81 pairs each)."""
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -10,6 +11,8 @@ from policy.model.resources import Namespace
 from policy.runtime.status import policy_status_key
 from tests.lab.netpol import pod_names
 from tests.policy_reference import Packet, Reference
+
+pytestmark = pytest.mark.integration
 
 SELECTORS = ["pod == 'a'", "pod in {'a', 'b'}", "all()", "pod != 'c'", "has(pod)"]
 PEERS = [

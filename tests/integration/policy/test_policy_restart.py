@@ -3,10 +3,14 @@ while felix is dead and while it rebuilds; a change made meanwhile is applied af
 
 import subprocess
 
+import pytest
+
 from policy.datastore.store import WriteMode
 from tests.lab.netpol import Reachability
 from tests.lab.traffic import PROBE
 from tests.policy_model import docs
+
+pytestmark = pytest.mark.integration
 
 POLICY = """\
 apiVersion: networking.k8s.io/v1

@@ -2,7 +2,6 @@
 Calyx must never send are refused when they are added."""
 
 import os
-from pathlib import Path
 
 import pytest
 
@@ -19,9 +18,8 @@ from policy.compiler.transaction import (
     Transaction,
     TransactionError,
 )
-from tests.policy_model import compile_all, docs
+from tests.policy_model import GOLDEN, compile_all, docs
 
-GOLDEN = Path(__file__).parents[2] / "golden"
 DROP = ({"drop": None},)
 
 

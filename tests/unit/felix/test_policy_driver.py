@@ -2,7 +2,6 @@
 and a restart that rebuilds without ever deleting the table."""
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -10,9 +9,9 @@ from felix.nft import NftError
 from felix.policy_driver import PolicyDriver
 from policy.compiler.ruleset import build
 from tests.fakes import FakeNft
-from tests.policy_model import compile_all, docs, feed
+from tests.policy_model import GOLDEN, compile_all, docs, feed
 
-MODEL = (Path(__file__).with_name("golden") / "representative.yaml").read_text()
+MODEL = (GOLDEN / "representative.yaml").read_text()
 
 
 def _state(nft: FakeNft):

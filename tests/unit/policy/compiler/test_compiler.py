@@ -1,11 +1,8 @@
 import json
 import os
-from pathlib import Path
 
 from policy.compiler.ruleset import build
-from tests.policy_model import compile_all, docs, feed
-
-GOLDEN = Path(__file__).with_name("golden")
+from tests.policy_model import GOLDEN, compile_all, docs, feed
 
 
 def _golden(name: str, commands: list[dict]) -> None:
