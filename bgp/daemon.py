@@ -22,11 +22,11 @@ from bgp.speaker import SpeakerControl
 from policy.datastore.ipam import Block
 from policy.datastore.keys import resources_root
 from policy.datastore.kv import KV
-from policy.datastore.watch import Backoff, SyncBatch, Syncer
+from policy.datastore.watch import Backoff, Resyncing, SyncBatch, Syncer
 from policy.model.bgp import BGPConfiguration, BGPPeer
 from policy.model.pools import IPPool
 from policy.model.resources import Node, WorkloadEndpoint
-from policy.runtime.intake import BadData, Intake, Update
+from policy.runtime.intake import Intake, Update
 from policy.runtime.loop import DaemonLoop
 from policy.runtime.status import StatusWriter, bgp_status_key
 
@@ -38,10 +38,9 @@ STATUS_REFRESH = 30.0
 ROUTE_RETRY = 2.0
 
 
-# Every kind keeps its last good version: a bad update must not end a session or withdraw a prefix.
-INTAKE_RULES: dict[type, BadData] = {
-    kind: BadData.KEEP_LAST for kind in (Node, BGPConfiguration, BGPPeer, IPPool, WorkloadEndpoint, Block)
-}
+# What calyx-bgp plans from; a bad value keeps the last good version, so a typo in etcd neither
+# ends a session nor withdraws a prefix.
+INTAKE_KINDS = (Node, BGPConfiguration, BGPPeer, IPPool, WorkloadEndpoint, Block)
 SPEAKER_GONE = object()  # the ExaBGP process ended
 
 
@@ -73,8 +72,9 @@ class BgpDaemon:
             IPPool: self._state.pools,
         }
         self.loop = DaemonLoop(on_error=lambda stage: metrics.unexpected_errors.labels(stage).inc(), clock=clock)
-        self._intake = Intake(config.etcd_prefix, INTAKE_RULES, lambda kind: metrics.bad_resources.labels(kind).inc())
+        self._intake = Intake(config.etcd_prefix, INTAKE_KINDS, lambda kind: metrics.bad_resources.labels(kind).inc())
         self._complete = False
+        self._datastore = "ok"  # or why the watch cannot deliver
         self.plan: Plan | None = None
         self.plan_error: str | None = None
         self._status = StatusWriter(kv, bgp_status_key(config.etcd_prefix, config.node_name))
@@ -86,6 +86,10 @@ class BgpDaemon:
     def on_batch(self, batch: SyncBatch) -> None:
         self.loop.put(batch)
 
+    def _on_resync(self, reason: str) -> None:
+        self.metrics.resyncs.labels(reason).inc()
+        self.loop.put(Resyncing(reason))
+
     def on_exabgp_message(self, message: dict) -> None:
         self.loop.put(ExaBGPMessage(message))
 
@@ -94,8 +98,13 @@ class BgpDaemon:
 
     def ready(self) -> tuple[bool, dict]:
         running = self._speaker.running
-        body = {"inSync": self._complete, "exabgpRunning": running, "planError": self.plan_error}
-        return self._complete and self.plan is not None and running, body
+        body = {
+            "inSync": self._complete,
+            "exabgpRunning": running,
+            "planError": self.plan_error,
+            "datastore": self._datastore,
+        }
+        return self._complete and self.plan is not None and running and self._datastore == "ok", body
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self, stop: threading.Event | None = None) -> None:
@@ -108,7 +117,7 @@ class BgpDaemon:
             self.on_batch,
             self.loop.stop_event,
             Backoff(maximum=self.config.etcd_backoff_max),
-            on_resync=lambda reason: self.metrics.resyncs.labels(reason).inc(),
+            on_resync=self._on_resync,
         )
         self.start()
         self.loop.start_worker("etcd-watch", syncer.run)
@@ -136,6 +145,10 @@ class BgpDaemon:
             for update in self._intake.updates(item.changes):
                 self._apply(update)
             self._complete = self._complete or item.complete
+            if item.complete:
+                self._datastore = "ok"
+        elif isinstance(item, Resyncing):
+            self._datastore = f"re-listing after {item.reason}"
         elif isinstance(item, ExaBGPMessage):
             apply_message(item.message, self._rib, self._speaker.sessions, self._clock(), self._wall())
         elif item is SPEAKER_GONE:

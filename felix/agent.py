@@ -24,10 +24,10 @@ from felix.routes import WorkloadRouteDriver
 from policy.compiler.compiler import PolicyCompiler
 from policy.datastore.keys import resources_root
 from policy.datastore.kv import KV
-from policy.datastore.watch import Backoff, SyncBatch, Syncer
+from policy.datastore.watch import Backoff, Resyncing, SyncBatch, Syncer
 from policy.model.policies import GlobalNetworkPolicy, GlobalNetworkSet, NetworkPolicy, NetworkSet, Profile, Tier
 from policy.model.resources import Namespace, WorkloadEndpoint
-from policy.runtime.intake import BadData, Intake, Update
+from policy.runtime.intake import Intake, Update
 from policy.runtime.loop import RETRY_INTERVAL, DaemonLoop
 from policy.runtime.status import StatusWriter, policy_status_key
 
@@ -43,18 +43,17 @@ class LinkEvent:
     ifindex: int | None  # None: the interface is gone
 
 
-# A bad WorkloadEndpoint carries nothing; a bad policy, set, namespace, tier or profile keeps
-# its last good version (dropping it would open traffic).
-INTAKE_RULES: dict[type, BadData] = {
-    WorkloadEndpoint: BadData.ABSENT,
-    NetworkPolicy: BadData.KEEP_LAST,
-    GlobalNetworkPolicy: BadData.KEEP_LAST,
-    NetworkSet: BadData.KEEP_LAST,
-    GlobalNetworkSet: BadData.KEEP_LAST,
-    Namespace: BadData.KEEP_LAST,
-    Tier: BadData.KEEP_LAST,
-    Profile: BadData.KEEP_LAST,
-}
+# What felix calculates from; a bad value keeps the last good version (policy/runtime/intake.py).
+INTAKE_KINDS = (
+    WorkloadEndpoint,
+    NetworkPolicy,
+    GlobalNetworkPolicy,
+    NetworkSet,
+    GlobalNetworkSet,
+    Namespace,
+    Tier,
+    Profile,
+)
 
 
 class Agent:
@@ -64,9 +63,10 @@ class Agent:
         self.status = Status()
         self.loop = DaemonLoop(on_error=lambda stage: self.metrics.unexpected_errors.labels(stage).inc())
         self._intake = Intake(
-            config.etcd_prefix, INTAKE_RULES, lambda kind: self.metrics.bad_resources.labels(kind).inc()
+            config.etcd_prefix, INTAKE_KINDS, lambda kind: self.metrics.bad_resources.labels(kind).inc()
         )
         self._index = RouteIndex()
+        self._local: dict[str, WorkloadEndpoint] = {}  # this node's endpoints, as etcd has them
         self._driver = WorkloadRouteDriver(kernel)
         self._compiler = PolicyCompiler(config.node_name)
         self._policy_driver = PolicyDriver(nft)
@@ -90,7 +90,7 @@ class Agent:
             self.loop.put,
             stop,
             Backoff(maximum=self.config.etcd_backoff_max),
-            on_resync=lambda reason: self.metrics.resyncs.labels(reason).inc(),
+            on_resync=self._on_resync,
         )
         subscribed = threading.Event()
         self.loop.start_worker("link-watch", self._kernel.watch_links, self._on_link, stop, subscribed)
@@ -102,6 +102,10 @@ class Agent:
         finally:
             stop.set()
             self.loop.join()
+
+    def _on_resync(self, reason: str) -> None:
+        self.metrics.resyncs.labels(reason).inc()
+        self.loop.put(Resyncing(reason))
 
     def _on_link(self, name: str | None, ifindex: int | None) -> None:
         log.debug("link event: %s -> %s", name, ifindex)
@@ -117,6 +121,8 @@ class Agent:
         elif isinstance(item, SyncBatch):
             with bulk_work() if not self.status.in_sync else contextlib.nullcontext():
                 self._apply_batch(item)  # the first sync builds the whole state at once
+        elif isinstance(item, Resyncing):
+            self.status.datastore = f"re-listing after {item.reason}"
         elif isinstance(item, LinkEvent):
             self._driver.link_changed(item.name, item.ifindex)
 
@@ -141,14 +147,13 @@ class Agent:
         self._revision = batch.revision
         self._consistent = batch.complete
         self._complete = self._complete or batch.complete
+        if batch.complete:
+            self.status.datastore = "ok"
 
     def _dispatch(self, update: Update) -> None:
         kind, key, resource = update.kind, update.key, update.value
         if kind is WorkloadEndpoint:
-            routes = endpoint_routes(resource, self.config.node_name) if resource else None
-            for interface in self._index.update(key, routes):
-                self._driver.set_desired(interface, self._index.desired(interface))
-            self._compiler.set_endpoint(key, resource)
+            self._set_endpoint(key, resource, update.created)
         elif kind in (NetworkPolicy, GlobalNetworkPolicy):
             self._compiler.set_policy(key, resource)
             self._changed_policies.add(key)
@@ -161,6 +166,27 @@ class Agent:
         elif kind is Profile:
             self._compiler.set_profile(update.name, resource)
         self._policy_pending = True  # remote endpoints matter too: they are members of selector sets
+
+    def _set_endpoint(self, key: str, endpoint: WorkloadEndpoint | None, created: int) -> None:
+        """Routes, and the policy view of every local endpoint whose addresses this may move: a
+        local endpoint carries into policy (anti-spoofing, selector sets) only what it holds."""
+        routes = endpoint_routes(endpoint, self.config.node_name, created) if endpoint else None
+        old = self._local.pop(key, None)
+        networks = set(old.spec.ipNetworks if old else ()) | set(routes.networks if routes else ())
+        before = self._index.claimants(networks)
+        for interface in self._index.update(key, routes):
+            self._driver.set_desired(interface, self._index.desired(interface))
+        if routes is None or endpoint is None:
+            self._compiler.set_endpoint(key, endpoint)  # deleted, or another node's
+        else:
+            self._local[key] = endpoint
+        for claimant in (before | self._index.claimants(networks)) & self._local.keys():
+            local = self._local[claimant]
+            owned = self._index.owned(claimant)
+            if len(owned) < len(set(local.spec.ipNetworks)):
+                log.warning("endpoint %s: %s", claimant, self._index.refused().get(claimant, "address conflict"))
+                local = local.model_copy(update={"spec": local.spec.model_copy(update={"ipNetworks": list(owned)})})
+            self._compiler.set_endpoint(claimant, local)
 
     def _start_resync(self) -> None:
         first = not self.status.in_sync
@@ -191,7 +217,8 @@ class Agent:
     def _program(self) -> None:
         if self._policy_pending:
             self._program_policy()
-        failed = dict(self._compiler.errors) or None  # no key at all when every policy compiles
+        # no key at all when every policy compiles and every endpoint has its addresses
+        failed = {**self._compiler.errors, **self._index.refused()} or None
         if self._policy_status.due(failed):
             self._policy_status.write(failed)
         started = time.perf_counter()

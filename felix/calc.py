@@ -5,6 +5,7 @@ which interfaces one change touches, so an update recomputes those alone.  Resul
 the current set of endpoints only, never on the order the updates came in."""
 
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from policy.model.resources import WorkloadEndpoint
@@ -14,13 +15,14 @@ from policy.model.resources import WorkloadEndpoint
 class EndpointRoutes:
     interface: str
     networks: tuple[str, ...]
+    created: int = 0  # etcd create revision: of two endpoints claiming one address, the older keeps it
 
 
-def endpoint_routes(endpoint: WorkloadEndpoint, node: str) -> EndpointRoutes | None:
+def endpoint_routes(endpoint: WorkloadEndpoint, node: str, created: int = 0) -> EndpointRoutes | None:
     """The routing-relevant part of an endpoint, or None when it lives on another node."""
     if endpoint.spec.node != node:
         return None
-    return EndpointRoutes(endpoint.spec.interfaceName, tuple(sorted(set(endpoint.spec.ipNetworks))))
+    return EndpointRoutes(endpoint.spec.interfaceName, tuple(sorted(set(endpoint.spec.ipNetworks))), created)
 
 
 class RouteIndex:
@@ -70,11 +72,27 @@ class RouteIndex:
         return {self._endpoints[self.owner(n)].interface for n in networks if n in self._claims}
 
     def owner(self, network: str) -> str:
-        """When two endpoints claim one network, the smallest key wins, whatever the order."""
-        return min(self._claims[network])
+        """When two endpoints claim one network, the one created first in etcd keeps it (then the
+        smaller key): a newcomer can never take a running workload's address, and the answer
+        depends on what etcd holds, not on the order updates arrived in."""
+        return min(self._claims[network], key=lambda key: (self._endpoints[key].created, key))
 
-    def conflicts(self) -> dict[str, set[str]]:
-        return {network: keys for network, keys in self._claims.items() if len(keys) > 1}
+    def claimants(self, networks: Iterable[str]) -> set[str]:
+        return {key for network in networks for key in self._claims.get(network, ())}
+
+    def owned(self, key: str) -> tuple[str, ...]:
+        """The networks an endpoint holds: its own, less those an older endpoint holds."""
+        return tuple(n for n in self._endpoints[key].networks if self.owner(n) == key)
+
+    def refused(self) -> dict[str, str]:
+        """Endpoint key -> why some of its addresses were refused, for the status felix publishes."""
+        reasons: dict[str, list[str]] = defaultdict(list)
+        for network, keys in sorted(self._claims.items()):
+            if len(keys) > 1:
+                owner = self.owner(network)
+                for key in sorted(keys - {owner}):
+                    reasons[key].append(f"{network} is held by {owner}")
+        return {key: "address conflict: " + ", ".join(held) for key, held in reasons.items()}
 
     def desired(self, interface: str) -> frozenset[str] | None:
         """Routes for one interface; None when no endpoint uses it (its routes must go)."""

@@ -14,13 +14,20 @@ class Status:
     in_sync: bool = False
     programmed_revision: int = 0
     pending: bool = False
+    datastore: str = "ok"  # or why the watch cannot deliver (etcd down, a re-list failing)
 
     def snapshot(self) -> dict:
-        return {"inSync": self.in_sync, "programmedRevision": self.programmed_revision, "pending": self.pending}
+        return {
+            "inSync": self.in_sync,
+            "programmedRevision": self.programmed_revision,
+            "pending": self.pending,
+            "datastore": self.datastore,
+        }
 
 
 def serve(host: str, port: int, status: Status, liveness: httpd.Probe, registry: CollectorRegistry):
     def ready():
-        return status.in_sync and status.programmed_revision > 0, status.snapshot()
+        ready = status.in_sync and status.programmed_revision > 0 and status.datastore == "ok"
+        return ready, status.snapshot()
 
     return httpd.serve(host, port, {"/livez": liveness, "/readyz": ready}, registry)

@@ -84,8 +84,10 @@ class FakeKV:
                     if self.data.pop(w.key, None) is not None:
                         self.history.append(Change(w.key, None, self.revision))
                 else:
-                    self.data[w.key] = KeyValue(w.key, w.value, self.revision)
-                    self.history.append(Change(w.key, w.value, self.revision))
+                    old = self.data.get(w.key)
+                    created = old.create_revision if old else self.revision
+                    self.data[w.key] = KeyValue(w.key, w.value, self.revision, created)
+                    self.history.append(Change(w.key, w.value, self.revision, created))
             self._cond.notify_all()
             return self.revision
 

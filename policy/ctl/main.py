@@ -18,7 +18,7 @@ from policy.datastore.store import NotFound, Ref, ResourceStore, WriteMode
 from policy.model.documents import DocumentError, load_documents
 from policy.model.kinds import DEFAULT_NAMESPACE, UnknownKind, resolve_kind
 from policy.model.policies import GlobalNetworkPolicy, NetworkPolicy
-from policy.model.resources import Resource
+from policy.model.resources import Resource, WorkloadEndpoint
 from policy.runtime.settings import etcd_options, etcd_settings
 
 _DOCUMENT_SUFFIXES = (".yaml", ".yml", ".json")
@@ -199,7 +199,8 @@ def diff(ctx: Context, paths, namespace):
 
 
 def _policy_status(store: ResourceStore) -> dict[str, str]:
-    """Policy key -> 'node: reason' for every policy some node compiles as drop-all."""
+    """Resource key -> 'node: reason' for every policy some node compiles as drop-all and every
+    endpoint some node refused an address of."""
     failures: dict[str, list[str]] = {}
     for page, _ in store.kv.pages(status_root(store.prefix)):
         for item in page:
@@ -242,7 +243,7 @@ def get(ctx: Context, kind, names, namespace, all_namespaces, fmt):
         for error in bad:
             click.echo(f"warning: skipped unreadable entry: {error}", err=True)
     status = None
-    if fmt == "wide" and model in (NetworkPolicy, GlobalNetworkPolicy):
+    if fmt == "wide" and model in (NetworkPolicy, GlobalNetworkPolicy, WorkloadEndpoint):
         failures = _run(lambda: _policy_status(ctx.store))
         status = {r.name + (r.namespace or ""): failures.get(key_of(ctx.store.prefix, r), "ok") for r in resources}
     click.echo(render(model, resources, fmt, all_namespaces, single=len(names) == 1, status=status))

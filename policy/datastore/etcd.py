@@ -15,7 +15,20 @@ import grpc
 from etcd3 import etcdrpc
 from etcd3.utils import increment_last_byte
 
-from policy.datastore.kv import ABSENT, ANY, PRESENT, Change, Compacted, Conflict, KeyValue, KVError, Unavailable, Write
+from policy.datastore.kv import (
+    ABSENT,
+    ANY,
+    PRESENT,
+    Change,
+    Compacted,
+    Conflict,
+    KeyValue,
+    KVError,
+    Unavailable,
+    Write,
+    key_bytes,
+    key_text,
+)
 
 log = logging.getLogger(__name__)
 
@@ -124,11 +137,11 @@ class EtcdKV:
         raise last or Unavailable("no etcd endpoint")
 
     def get(self, key: str) -> KeyValue | None:
-        response = self._call("Range", etcdrpc.RangeRequest(key=key.encode()))
+        response = self._call("Range", etcdrpc.RangeRequest(key=key_bytes(key)))
         if not response.kvs:
             return None
         kv = response.kvs[0]
-        return KeyValue(kv.key.decode(), kv.value, kv.mod_revision)
+        return _key_value(kv)
 
     def pages(self, prefix: str, page_size: int = 1000) -> Iterator[tuple[list[KeyValue], int]]:
         start, end = prefix.encode(), increment_last_byte(prefix.encode())
@@ -137,7 +150,10 @@ class EtcdKV:
             request = etcdrpc.RangeRequest(key=start, range_end=end, limit=page_size, revision=revision)
             response = self._call("Range", request)
             revision = revision or response.header.revision
-            yield [KeyValue(kv.key.decode(), kv.value, kv.mod_revision) for kv in response.kvs], revision
+            yield (
+                [KeyValue(key_text(kv.key), kv.value, kv.mod_revision, kv.create_revision) for kv in response.kvs],
+                revision,
+            )
             if not response.more or not response.kvs:
                 return
             start = response.kvs[-1].key + b"\0"
@@ -161,7 +177,7 @@ class EtcdKV:
     def commit(self, writes: Sequence[Write]) -> int:
         compares, success = [], []
         for write in writes:
-            key = write.key.encode()
+            key = key_bytes(write.key)
             if write.expect == PRESENT:
                 compares.append(
                     etcdrpc.Compare(result=etcdrpc.Compare.GREATER, target=etcdrpc.Compare.VERSION, key=key, version=0)
@@ -227,7 +243,12 @@ class EtcdKV:
                 if not response.events:
                     continue
                 changes = [
-                    Change(ev.kv.key.decode(), None if ev.type == ev.DELETE else ev.kv.value, ev.kv.mod_revision)
+                    Change(
+                        key_text(ev.kv.key),
+                        None if ev.type == ev.DELETE else ev.kv.value,
+                        ev.kv.mod_revision,
+                        ev.kv.create_revision,
+                    )
                     for ev in response.events
                 ]
                 yield changes, response.header.revision
@@ -247,3 +268,7 @@ class EtcdKV:
             client, self._client = self._client, None
         if client is not None:
             client.close()
+
+
+def _key_value(kv) -> KeyValue:
+    return KeyValue(key_text(kv.key), kv.value, kv.mod_revision, kv.create_revision)

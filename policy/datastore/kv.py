@@ -6,11 +6,30 @@ from threading import Event
 from typing import Protocol
 
 
+def key_text(raw: bytes) -> str:
+    """etcd keys are bytes: one that is not UTF-8 keeps its bytes as surrogates (see is_utf8), so
+    it can be listed, watched and skipped by name instead of stopping the watch."""
+    return raw.decode("utf-8", "surrogateescape")
+
+
+def key_bytes(key: str) -> bytes:
+    return key.encode("utf-8", "surrogateescape")
+
+
+def is_utf8(key: str) -> bool:
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 @dataclass(frozen=True, slots=True)
 class KeyValue:
     key: str
     value: bytes
     mod_revision: int
+    create_revision: int = 0  # when the key was created: the first claimant of an address wins
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +39,7 @@ class Change:
     key: str
     value: bytes | None
     mod_revision: int
+    create_revision: int = 0  # 0 for a delete
 
 
 # Preconditions for a write, checked atomically with it.

@@ -27,6 +27,14 @@ class SyncBatch:
     complete: bool
 
 
+@dataclass(frozen=True, slots=True)
+class Resyncing:
+    """What a daemon enqueues when on_resync says the watch broke: until the next complete list
+    it cannot make progress, and /readyz says so."""
+
+    reason: str  # compacted, stalled, unavailable, error
+
+
 @dataclass(frozen=True)
 class Backoff:
     initial: float = 0.1
@@ -164,7 +172,7 @@ class Syncer:
             for item in page:
                 seen.add(item.key)
                 if self._held.get(item.key) != (item.mod_revision, hash(item.value)):
-                    changed.append(Change(item.key, item.value, item.mod_revision))
+                    changed.append(Change(item.key, item.value, item.mod_revision, item.create_revision))
             if changed:
                 self._emit(SyncBatch(self._remember(changed), revision, complete=False))
         gone = [Change(key, None, revision) for key in self._held.keys() - seen]

@@ -6,6 +6,8 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field
 
+from policy.model.names import HOST_INTERFACE_PREFIX
+
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _LABEL_NAME = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)$")
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
@@ -41,6 +43,18 @@ def _label_value(value: str) -> str:
 def _interface_name(value: str) -> str:
     if not value or len(value) > 15 or _IFNAME_FORBIDDEN.search(value) or value in (".", ".."):
         raise ValueError(f"{value!r} is not a valid Linux interface name (1-15 characters, no '/', ':' or spaces)")
+    return value
+
+
+def _workload_interface_name(value: str) -> str:
+    """felix configures (proxy ARP, forwarding, routes, policy) only interfaces of this prefix:
+    an endpoint naming eth0 would otherwise turn the node's uplink into a workload port."""
+    _interface_name(value)
+    if not value.startswith(HOST_INTERFACE_PREFIX) or len(value) == len(HOST_INTERFACE_PREFIX):
+        raise ValueError(
+            f"{value!r} is not a workload interface: host ends of workloads are named "
+            f"{HOST_INTERFACE_PREFIX}<suffix> (see docs/workloads.md)"
+        )
     return value
 
 
@@ -82,7 +96,7 @@ def _port_name(value: str) -> str:
 ResourceName = Annotated[str, AfterValidator(_resource_name)]
 LabelKey = Annotated[str, AfterValidator(_label_key)]
 LabelValue = Annotated[str, AfterValidator(_label_value)]
-InterfaceName = Annotated[str, AfterValidator(_interface_name)]
+WorkloadInterfaceName = Annotated[str, AfterValidator(_workload_interface_name)]
 IPNetwork = Annotated[str, AfterValidator(_ip_network)]
 IPAddress = Annotated[str, AfterValidator(_ip_address)]
 IPInterface = Annotated[str, AfterValidator(_ip_interface)]

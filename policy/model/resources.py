@@ -7,7 +7,6 @@ from pydantic import Field, field_validator
 from policy.model.base import Model
 from policy.model.fields import (
     ASNumber,
-    InterfaceName,
     IPAddress,
     IPInterface,
     IPNetwork,
@@ -17,6 +16,7 @@ from policy.model.fields import (
     PortName,
     PortNumber,
     ResourceName,
+    WorkloadInterfaceName,
 )
 
 API_VERSION: Final = "calyx.io/v1"
@@ -70,7 +70,7 @@ class EndpointPort(Model):
 
 class WorkloadEndpointSpec(Model):
     node: ResourceName
-    interfaceName: InterfaceName
+    interfaceName: WorkloadInterfaceName
     orchestrator: str | None = None
     workload: str | None = None
     pod: str | None = None

@@ -3,8 +3,9 @@
     <prefix>/status/<node>/bgp       calyx-bgp: {"node", "asNumber", "routerID", "exabgp": {"running",
                                      "restarts"}, "announced", "installed", "sessions": [{"peer", "name",
                                      "asNumber", "state", "since", "received", "sent"}], "updated"}
-    <prefix>/status/<node>/policies  felix: {policy key: reason} for policies compiled as drop-all;
-                                     absent when every policy compiles
+    <prefix>/status/<node>/policies  felix: {resource key: reason} for policies compiled as drop-all
+                                     and endpoints refused an address (held by an older endpoint);
+                                     absent when there is none
 
 "since" and "updated" are Unix times."""
 

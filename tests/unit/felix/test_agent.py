@@ -8,7 +8,7 @@ from felix.agent import Agent
 from felix.config import AgentConfig
 from felix.kernel import KernelRoute
 from policy.datastore.etcd import EtcdSettings
-from policy.datastore.store import ResourceStore, WriteMode
+from policy.datastore.store import Ref, ResourceStore, WriteMode
 from policy.model.documents import parse_resource
 from policy.model.resources import Metadata, WorkloadEndpoint, WorkloadEndpointSpec
 from policy.runtime.status import policy_status_key
@@ -68,17 +68,22 @@ def test_nothing_is_written_before_the_first_full_list(world):
     assert kernel.routes_by_name() == {("198.19.1.1/32", "cxa"), ("198.19.1.2/32", "cxb")}
 
 
-def test_bad_data_in_etcd_is_counted_and_skipped_and_removes_its_route(world):
+def test_a_bad_update_to_a_live_endpoint_keeps_its_route_until_a_valid_one_or_a_delete(world):
     kv, kernel, agent, thread = world
     store = ResourceStore(kv, "/t")
     store.write([wep("a"), wep("b", interface="cxb", ips=("198.19.1.2",))], WriteMode.CREATE)
     thread.start()
     wait_until(lambda: len(kernel.route_table) == 2)
-    revision = kv.put("/t/v1/workloadendpoints/default/b", b'{"kind": "WorkloadEndpoint", "spec": 7}')
-    kv.put("/t/v1/workloadendpoints/default/garbage", b"\xff not json")
-    wait_until(lambda: agent.status.programmed_revision >= revision + 1)
-    assert kernel.routes_by_name() == {("198.19.1.1/32", "cxa")}
+    kv.put("/t/v1/workloadendpoints/default/b", b'{"kind": "WorkloadEndpoint", "spec": 7}')
+    revision = kv.put("/t/v1/workloadendpoints/default/garbage", b"\xff not json")
+    wait_until(lambda: agent.status.programmed_revision >= revision)
+    assert kernel.routes_by_name() == {("198.19.1.1/32", "cxa"), ("198.19.1.2/32", "cxb")}
     assert agent.metrics.bad_resources.labels("WorkloadEndpoint")._value.get() == 2
+    store.write([wep("b", interface="cxb", ips=("198.19.1.3",))], WriteMode.APPLY)
+    wait_until(lambda: ("198.19.1.3/32", "cxb") in kernel.routes_by_name())
+    revision = kv.delete("/t/v1/workloadendpoints/default/b")
+    wait_until(lambda: agent.status.programmed_revision >= revision)
+    assert kernel.routes_by_name() == {("198.19.1.1/32", "cxa")}
     assert thread.is_alive()
 
 
@@ -178,3 +183,26 @@ def test_a_policy_the_kernel_refuses_fails_closed_and_is_reported(policy_world):
         list(status) == ["/t/v1/networkpolicies/default/allow"]
         and "refused" in status["/t/v1/networkpolicies/default/allow"]
     )
+
+
+def test_a_newer_endpoint_claiming_a_running_workloads_address_gets_nothing_and_is_reported(agent_world):
+    kv, kernel, nft, agent, thread = agent_world
+    store = ResourceStore(kv, "/t")
+    store.write([wep("zz-old", interface="cxb")], WriteMode.CREATE)
+    thread.start()
+    wait_until(lambda: kernel.routes_by_name() == {("198.19.1.1/32", "cxb")})
+    revision = store.write([wep("aa-new", interface="cxa", ips=("198.19.1.1", "198.19.1.2"))], WriteMode.CREATE)
+    wait_until(lambda: agent.status.programmed_revision >= revision)
+    assert kernel.routes_by_name() == {("198.19.1.1/32", "cxb"), ("198.19.1.2/32", "cxa")}
+    sources = {json.loads(e)["concat"][1] + "@" + json.loads(e)["concat"][0] for e in nft.sets["wl-src4"]}
+    assert sources == {"198.19.1.1@cxb", "198.19.1.2@cxa"}  # the newcomer may not send as the old one
+    status = json.loads(kv.get(policy_status_key("/t", "n1")).value)
+    assert status == {
+        "/t/v1/workloadendpoints/default/aa-new": "address conflict: 198.19.1.1/32 is held by "
+        "/t/v1/workloadendpoints/default/zz-old"
+    }
+    assert agent.metrics.ip_conflicts._value.get() == 1
+    revision = store.delete([Ref(WorkloadEndpoint, "zz-old", "default")])
+    wait_until(lambda: agent.status.programmed_revision >= revision)
+    assert kernel.routes_by_name() == {("198.19.1.1/32", "cxa"), ("198.19.1.2/32", "cxa")}
+    assert kv.get(policy_status_key("/t", "n1")) is None  # the conflict is over

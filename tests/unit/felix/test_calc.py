@@ -68,15 +68,17 @@ def test_incremental_dirty_interfaces_match_full_recalculation(history):
     assert incremental == all_desired(index)
 
 
-def test_contested_network_goes_to_the_smallest_key_whatever_the_order():
-    a = EndpointRoutes("cxa", ("198.19.1.1/32",))
-    b = EndpointRoutes("cxb", ("198.19.1.1/32",))
-    for order in ([("k1", a), ("k2", b)], [("k2", b), ("k1", a)]):
+def test_the_endpoint_created_first_keeps_a_contested_network_whatever_the_order():
+    older = EndpointRoutes("cxb", ("198.19.1.1/32",), created=5)
+    newer = EndpointRoutes("cxa", ("198.19.1.1/32", "198.19.1.2/32"), created=9)  # its key sorts first
+    for order in ([("k1", newer), ("k2", older)], [("k2", older), ("k1", newer)]):
         index = apply_all(order)
-        assert all_desired(index) == {"cxa": frozenset({"198.19.1.1/32"}), "cxb": frozenset()}
-        assert index.conflicts() == {"198.19.1.1/32": {"k1", "k2"}}
-    index = apply_all([("k1", a), ("k2", b), ("k1", None)])
-    assert all_desired(index) == {"cxb": frozenset({"198.19.1.1/32"})}
+        assert all_desired(index) == {"cxa": frozenset({"198.19.1.2/32"}), "cxb": frozenset({"198.19.1.1/32"})}
+        assert index.refused() == {"k1": "address conflict: 198.19.1.1/32 is held by k2"}
+        assert index.owned("k1") == ("198.19.1.2/32",) and index.conflict_count == 1
+    index = apply_all([("k1", newer), ("k2", older), ("k2", None)])
+    assert all_desired(index) == {"cxa": frozenset({"198.19.1.1/32", "198.19.1.2/32"})}
+    assert index.refused() == {} and index.conflict_count == 0
 
 
 def test_removed_endpoint_leaves_no_interface_behind():

@@ -103,6 +103,11 @@ GOOD = "apiVersion: calyx.io/v1\nkind: Node\nmetadata: {name: n1}\n---\n"
             "spec.interfaceName: 'a-very-long-interface' is not a valid Linux interface name",
         ),
         (
+            GOOD
+            + "apiVersion: calyx.io/v1\nkind: WorkloadEndpoint\nmetadata: {name: w}\nspec: {node: n, interfaceName: eth0}\n",
+            "spec.interfaceName: 'eth0' is not a workload interface",
+        ),
+        (
             GOOD + "apiVersion: calyx.io/v1\nkind: Node\nmetadata: {name: Bad_Name}\n",
             "metadata.name: 'Bad_Name' is not a valid name",
         ),

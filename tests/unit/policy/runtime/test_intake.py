@@ -1,5 +1,5 @@
-"""The shared intake: any bytes under the watched prefix give an update or a counted skip, by the
-kind's rule, never an exception."""
+"""The shared intake: any bytes under the watched prefix give an update or a counted skip that
+keeps the last good version, never an exception."""
 
 import json
 
@@ -11,12 +11,12 @@ from policy.datastore.ipam import Block
 from policy.datastore.kv import Change
 from policy.model.policies import NetworkPolicy
 from policy.model.resources import WorkloadEndpoint
-from policy.runtime.intake import BadData, Intake
+from policy.runtime.intake import UNDECODABLE_KEY, Intake
 
 P = "/t"
 WEP_KEY = f"{P}/v1/workloadendpoints/default/a"
 POLICY_KEY = f"{P}/v1/networkpolicies/default/p"
-RULES = {WorkloadEndpoint: BadData.ABSENT, NetworkPolicy: BadData.KEEP_LAST, Block: BadData.KEEP_LAST}
+KINDS = (WorkloadEndpoint, NetworkPolicy, Block)
 
 HOSTILE = [
     b"[" * 100_000,
@@ -33,7 +33,7 @@ HOSTILE = [
 @pytest.fixture
 def intake():
     bad: list[str] = []
-    return Intake(P, RULES, bad.append), bad
+    return Intake(P, KINDS, bad.append), bad
 
 
 def wep(name="a"):
@@ -48,11 +48,10 @@ def wep(name="a"):
 
 
 @pytest.mark.parametrize("value", HOSTILE)
-def test_bad_values_follow_the_rule_of_their_kind(intake, value):
+def test_a_bad_value_of_any_kind_changes_nothing_and_is_counted(intake, value):
     intake, bad = intake
-    [absent] = intake.updates([Change(WEP_KEY, value, 5)])
-    assert absent.kind is WorkloadEndpoint and absent.value is None  # ABSENT: treated as deleted
-    assert list(intake.updates([Change(POLICY_KEY, value, 6)])) == []  # KEEP_LAST: nothing changes
+    assert list(intake.updates([Change(WEP_KEY, value, 5)])) == []  # the last good endpoint stays
+    assert list(intake.updates([Change(POLICY_KEY, value, 6)])) == []
     assert list(intake.updates([Change(f"{P}/v1/ipam/blocks/10.0.0.0-26", value, 7)])) == []
     assert bad == ["WorkloadEndpoint", "NetworkPolicy", "IPAMBlock"]
 
@@ -82,14 +81,23 @@ def test_good_values_deletes_and_other_kinds(intake):
 
 def test_a_value_whose_name_disagrees_with_its_key_is_bad(intake):
     intake, bad = intake
-    assert [u.value for u in intake.updates([Change(WEP_KEY, wep("b"), 3)])] == [None]
+    assert list(intake.updates([Change(WEP_KEY, wep("b"), 3)])) == []
     assert bad == ["WorkloadEndpoint"]
 
 
+def test_a_key_that_is_not_utf8_is_skipped_and_counted_and_the_rest_goes_on(intake):
+    intake, bad = intake
+    raw = f"{P}/v1/workloadendpoints/default/".encode() + b"\xff\xfe"
+    key = raw.decode("utf-8", "surrogateescape")  # as the etcd driver hands it over
+    updates = list(intake.updates([Change(key, wep(), 3), Change(WEP_KEY, wep(), 4)]))
+    assert [u.key for u in updates] == [WEP_KEY] and bad == [UNDECODABLE_KEY]
+
+
 @settings(max_examples=300, deadline=None)
-@given(key=st.text(max_size=40), value=st.one_of(st.none(), st.binary(max_size=200)))
-def test_arbitrary_keys_and_values_never_raise(key, value):
-    intake = Intake(P, RULES, lambda kind: None)
+@given(raw=st.binary(max_size=40), value=st.one_of(st.none(), st.binary(max_size=200)))
+def test_arbitrary_keys_and_values_never_raise(raw, value):
+    intake = Intake(P, KINDS, lambda kind: None)
+    key = raw.decode("utf-8", "surrogateescape")
     for suffix in (key, f"workloadendpoints/default/{key}", f"networkpolicies/{key}", f"ipam/blocks/{key}"):
         for update in intake.updates([Change(f"{P}/v1/{suffix}", value, 1)]):
             assert update.value is None or isinstance(update.value, (WorkloadEndpoint, NetworkPolicy, Block))
