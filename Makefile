@@ -47,6 +47,7 @@ bench: setup
 	$(PY) -m tests.bench.bench_routes
 	$(PY) -m tests.bench.bench_policy
 	$(PY) -m tests.bench.bench_bgp
+	$(PY) -m tests.bench.bench_documents
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis *.egg-info

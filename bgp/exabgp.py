@@ -3,7 +3,11 @@
 Commands go one at a time and each waits for ExaBGP's acknowledgement ("done" or "error"):
 ExaBGP answers a command it cannot parse before one it is still scheduling, so only one in
 flight keeps answers and commands paired. Messages from ExaBGP (sessions, OPENs, updates)
-go to a callback on the reader thread."""
+go to a callback on the reader thread.
+
+The configuration holds the peers' MD5 passwords: it is written 0600 in a 0700 run directory,
+and ExaBGP's own output (which dumps the configuration at debug level) reaches calyx-bgp's log
+line by line through the `exabgp` logger with every password redacted."""
 
 import json
 import logging
@@ -15,8 +19,13 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import IO
+
+from bgp.exabgp_config import config_secrets, redact
+from policy.runtime.private_files import private_dir, write_private
 
 log = logging.getLogger(__name__)
+output_log = logging.getLogger("exabgp")  # ExaBGP's own lines, redacted
 
 ACKS = {"done", "error", "shutdown"}
 
@@ -59,8 +68,9 @@ class ExaBGPProcess:
     def start(self, config: str, env: dict[str, str]) -> None:
         """Write the configuration, start ExaBGP and wait until its bridge has connected."""
         self.stop()
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.config_path.write_text(config)
+        private_dir(self.run_dir)
+        write_private(self.config_path, config)
+        secrets = config_secrets(config)
         self.socket_path.unlink(missing_ok=True)
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
@@ -72,10 +82,16 @@ class ExaBGPProcess:
             # the parent-death signal: a preexec_fn would fork a process that has gRPC threads.
             self._proc = subprocess.Popen(
                 ["setpriv", "--pdeathsig", "KILL", executable, str(self.config_path)],
-                env=env,
+                env={**env, "PYTHONUNBUFFERED": "1"},  # its lines reach the log as they are written
                 stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
                 cwd=self.run_dir,
             )
+            assert self._proc.stdout is not None
+            threading.Thread(
+                target=relay_output, args=(self._proc.stdout, secrets), name="exabgp-output", daemon=True
+            ).start()
             try:
                 conn, _ = listener.accept()
             except TimeoutError:
@@ -132,3 +148,28 @@ class ExaBGPProcess:
         acks.put("gone")
         if conn is self._conn:
             self._on_gone()
+
+
+def relay_output(stream: IO[bytes], secrets: frozenset[str] = frozenset()) -> None:
+    """Log each line ExaBGP writes, passwords redacted, until it closes its output."""
+    try:
+        with stream:
+            for raw in stream:
+                line = raw.decode(errors="replace").rstrip()
+                if line:
+                    output_log.info("%s", redact(line, secrets))
+    except Exception:  # a closed pipe on shutdown; nothing here may take the daemon down
+        log.debug("ExaBGP output relay ended", exc_info=True)
+
+
+class RedactPasswords(logging.Filter):
+    """A handler filter: no log record leaves with an md5-password's value in it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = redact(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+        return True

@@ -4,9 +4,11 @@ ExaBGP only speaks: every neighbor sends its updates to our API process (the bri
 takes its announcements from it; ExaBGP never touches the kernel."""
 
 import ipaddress
+import re
 from collections.abc import Iterable
 
 from bgp.plan import Peer, Speaker
+from policy.model.bgp import REDACTED
 
 PROCESS = "calyx"
 NLRI_PER_COMMAND = 2000  # one acknowledged command carries this many prefixes
@@ -49,6 +51,27 @@ def _neighbor(speaker: Speaker, peer: Peer, graceful_restart: int, hold_time: in
         "",
     ]
     return lines
+
+
+# What follows the keyword up to the end of the line: `md5-password "pw";` as rendered, and
+# ExaBGP's debug dump of its configuration (`. md5-password     | 'pw'`).
+_PASSWORD_TEXT = re.compile(r"(md5[-_]password)\b[^\n]*", re.IGNORECASE)
+_RENDERED_PASSWORD = re.compile(r'md5-password "([^"\n]*)";')
+MIN_LITERAL_SECRET = 4  # shorter secrets are redacted by keyword only (replacing "a" would maul the log)
+
+
+def config_secrets(config: str) -> frozenset[str]:
+    """The passwords a rendered configuration holds."""
+    return frozenset(_RENDERED_PASSWORD.findall(config))
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """`text` fit for a log: every md5-password's value, and each of `secrets` wherever it
+    appears, replaced by <redacted>."""
+    for secret in sorted(secrets, key=len, reverse=True):
+        if len(secret) >= MIN_LITERAL_SECRET:
+            text = text.replace(secret, REDACTED)
+    return _PASSWORD_TEXT.sub(lambda match: f"{match.group(1)} {REDACTED}", text)
 
 
 def _quoted(text: str) -> str:

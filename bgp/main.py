@@ -14,7 +14,7 @@ import click
 from bgp.address import AddressError, HostView, register
 from bgp.config import BGP_OPTIONS, BgpConfig
 from bgp.daemon import BgpDaemon
-from bgp.exabgp import ExaBGPProcess
+from bgp.exabgp import ExaBGPProcess, RedactPasswords
 from bgp.metrics import BgpMetrics
 from bgp.netlink import NetlinkRoutes
 from bgp.speaker import SpeakerControl
@@ -23,6 +23,8 @@ from policy.datastore.kv import KVError
 from policy.datastore.store import ResourceStore
 from policy.datastore.watch import Backoff
 from policy.runtime import httpd
+from policy.runtime.httpd import ServeError
+from policy.runtime.run_dir import RunDirBusy, hold_run_dir
 from policy.runtime.settings import etcd_options, etcd_settings
 
 log = logging.getLogger("calyx-bgp")
@@ -62,12 +64,25 @@ def cli(log_level, etcd_prefix, **options):
     """Calyx BGP daemon: announces this node's IPAM blocks and workloads through ExaBGP and
     installs the routes its peers announce."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactPasswords())
     etcd = {k: options.pop(k) for k in list(options) if k.startswith("etcd_") and k != "etcd_backoff_max"}
     try:
         config = BgpConfig(etcd=etcd_settings(**etcd), etcd_prefix=etcd_prefix, log_level=log_level, **options)
         kv = EtcdKV(config.etcd)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
+    try:
+        lock = hold_run_dir(config.run_dir)
+    except (RunDirBusy, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+    try:
+        _run_daemon(config, kv)
+    finally:
+        lock.close()
+
+
+def _run_daemon(config: BgpConfig, kv: EtcdKV) -> None:
     stop = threading.Event()
     daemon: BgpDaemon | None = None
 
@@ -100,12 +115,15 @@ def cli(log_level, etcd_prefix, **options):
         daemon = BgpDaemon(config, kv, routes, speaker, metrics)
         server = None
         if config.health_port:
-            server = httpd.serve(
-                config.health_host,
-                config.health_port,
-                {"/livez": daemon.loop.liveness, "/readyz": daemon.ready},
-                metrics.registry,
-            )
+            try:
+                server = httpd.serve(
+                    config.health_host,
+                    config.health_port,
+                    {"/livez": daemon.loop.liveness, "/readyz": daemon.ready},
+                    metrics.registry,
+                )
+            except ServeError as exc:
+                raise click.ClickException(str(exc)) from None
         log.info(
             "calyx-bgp starting on node %s, etcd %s, prefix %s",
             config.node_name,

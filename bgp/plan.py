@@ -22,7 +22,7 @@ class Peer:
     name: str  # "mesh:<node>" or the BGPPeer's name, for status and logs
     passive: bool  # wait for the peer to connect (the mesh's higher address waits)
     local_address: str | None  # None: let the kernel choose (sourceAddress: None)
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)  # never in a log line
 
 
 @dataclass(frozen=True)

@@ -68,7 +68,7 @@ class Agent:
         self._index = RouteIndex()
         self._local: dict[str, WorkloadEndpoint] = {}  # this node's endpoints, as etcd has them
         self._driver = WorkloadRouteDriver(kernel)
-        self._compiler = PolicyCompiler(config.node_name)
+        self._compiler = PolicyCompiler(config.node_name, config.host_access)
         self._policy_driver = PolicyDriver(nft)
         self._policy_status = StatusWriter(kv, policy_status_key(config.etcd_prefix, config.node_name))
         self._policy_pending = False

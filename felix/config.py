@@ -1,11 +1,54 @@
 """Every felix setting, declared once: flag, environment variable and default."""
 
 from dataclasses import dataclass
+from pathlib import Path
 
+import click
+
+from policy.compiler.ruleset import DEFAULT_HOST_ACCESS, HostAccess
 from policy.datastore.etcd import EtcdSettings
-from policy.runtime.settings import NODE_NAME_OPTION, daemon_options
+from policy.runtime.settings import NODE_NAME_OPTION, daemon_options, setting
 
-AGENT_OPTIONS = [NODE_NAME_OPTION, *daemon_options("CALYX_", 9099)]
+
+def _host_ports(ctx: click.Context, param: click.Parameter, value: str) -> tuple[tuple[int, int], ...]:
+    """`udp:53,tcp:53` -> ((17, 53), (6, 53))."""
+    found = []
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        protocol, _, port = item.partition(":")
+        number = {"tcp": 6, "udp": 17, "sctp": 132}.get(protocol.lower())
+        if number is None or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise click.BadParameter(f"{item!r} is not <tcp|udp|sctp>:<port>")
+        found.append((number, int(port)))
+    return tuple(found)
+
+
+HOST_ACCESS_OPTIONS = [
+    setting(
+        "--default-endpoint-to-host-action",
+        envvar="CALYX_DEFAULT_ENDPOINT_TO_HOST_ACTION",
+        type=click.Choice(["Drop", "Accept", "Return"]),
+        default="Drop",
+        show_default=True,
+        help="Workload traffic to this host, after the workload's egress policy: Drop, Accept, or Return "
+        "(on to the host's own firewall).",
+    ),
+    setting(
+        "--endpoint-to-host-allow",
+        envvar="CALYX_ENDPOINT_TO_HOST_ALLOW",
+        default="",
+        callback=_host_ports,
+        help="Host ports workloads may reach even under Drop, e.g. udp:53,tcp:53 for node-local DNS.",
+    ),
+]
+RUN_DIR_OPTION = setting(
+    "--run-dir",
+    envvar="CALYX_RUN_DIR",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("/run/calyx/felix"),
+    show_default=True,
+    help="Locked while felix runs, so a second felix on this host is refused (one per node's kernel).",
+)
+AGENT_OPTIONS = [NODE_NAME_OPTION, *daemon_options("CALYX_", 9099), *HOST_ACCESS_OPTIONS, RUN_DIR_OPTION]
 
 
 @dataclass(frozen=True)
@@ -18,3 +61,5 @@ class AgentConfig:
     route_refresh_interval: float = 90.0
     etcd_backoff_max: float = 2.0
     log_level: str = "INFO"
+    host_access: HostAccess = DEFAULT_HOST_ACCESS
+    run_dir: Path = Path("/run/calyx/felix")

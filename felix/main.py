@@ -11,7 +11,10 @@ from felix.config import AGENT_OPTIONS, AgentConfig
 from felix.health import serve
 from felix.netlink import NetlinkKernel
 from felix.nft import LibNftables
+from policy.compiler.ruleset import HostAccess
 from policy.datastore.etcd import EtcdKV
+from policy.runtime.httpd import ServeError
+from policy.runtime.run_dir import RunDirBusy, hold_run_dir
 from policy.runtime.settings import etcd_options, etcd_settings
 
 
@@ -22,7 +25,19 @@ def _agent_options(command):
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @_agent_options
 @etcd_options
-def cli(node_name, health_host, health_port, route_refresh_interval, etcd_backoff_max, log_level, etcd_prefix, **etcd):
+def cli(
+    node_name,
+    health_host,
+    health_port,
+    route_refresh_interval,
+    etcd_backoff_max,
+    log_level,
+    default_endpoint_to_host_action,
+    endpoint_to_host_allow,
+    run_dir,
+    etcd_prefix,
+    **etcd,
+):
     """Calyx node agent: programs routes and nftables policy for local workloads from etcd."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -35,19 +50,38 @@ def cli(node_name, health_host, health_port, route_refresh_interval, etcd_backof
             route_refresh_interval,
             etcd_backoff_max,
             log_level,
+            HostAccess(default_endpoint_to_host_action, endpoint_to_host_allow),
+            run_dir,
         )
         kv = EtcdKV(config.etcd)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
+    try:
+        lock = hold_run_dir(config.run_dir)
+    except (RunDirBusy, OSError) as exc:
+        kv.close()
+        raise click.ClickException(str(exc)) from None
+    try:
+        _run_agent(config, kv)
+    finally:
+        lock.close()
+
+
+def _run_agent(config: AgentConfig, kv: EtcdKV) -> None:
     kernel = NetlinkKernel()
     agent = Agent(config, kv, kernel, LibNftables())
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: agent.loop.stop())
     server = None
     if config.health_port:
-        server = serve(
-            config.health_host, config.health_port, agent.status, agent.loop.liveness, agent.metrics.registry
-        )
+        try:
+            server = serve(
+                config.health_host, config.health_port, agent.status, agent.loop.liveness, agent.metrics.registry
+            )
+        except ServeError as exc:
+            kv.close()
+            kernel.close()
+            raise click.ClickException(str(exc)) from None
     logging.getLogger("felix").info(
         "felix starting on node %s, etcd %s, prefix %s",
         config.node_name,

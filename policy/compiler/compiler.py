@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from policy.compiler.endpoints import EndpointView, endpoint_chain
 from policy.compiler.labels import Item, LabelIndex
 from policy.compiler.matches import SERVICE_ACCOUNT_LABEL, compile_rule
-from policy.compiler.ruleset import KNOWN_INTERFACES, Ruleset, SetDef, interface_sets
+from policy.compiler.ruleset import DEFAULT_HOST_ACCESS, KNOWN_INTERFACES, HostAccess, Ruleset, SetDef, interface_sets
 from policy.compiler.sets import Selection, SetSpec, collapse
 from policy.model.policies import GlobalNetworkSet, NetworkPolicy, NetworkSet, Policy, Profile, Tier
 from policy.model.resources import Namespace, WorkloadEndpoint
@@ -97,11 +97,11 @@ class CompiledPolicy(CompiledRules):
 
 
 class PolicyCompiler:
-    def __init__(self, node: str):
+    def __init__(self, node: str, host_access: HostAccess = DEFAULT_HOST_ACCESS):
         self.node = node
         self.index = LabelIndex()
         self.errors: dict[str, str] = {}  # policy key -> why it is compiled as drop-all
-        self._ruleset = Ruleset()
+        self._ruleset = Ruleset(host_access=host_access)
         self._endpoints: dict[str, EndpointFacts] = {}
         self._netsets: dict[str, NetworkSet | GlobalNetworkSet] = {}
         self._namespaces: dict[str, dict[str, str]] = {}

@@ -5,7 +5,7 @@ Both are immutable values, so the driver can diff what it programmed against wha
 
 from dataclasses import dataclass, field
 
-from policy.compiler.matches import match
+from policy.compiler.matches import L4PROTO, match
 from policy.compiler.transaction import Chain, Hook, Map, Rule, Set, SetType, Table, Transaction
 from policy.model.names import WORKLOAD_INTERFACE_PATTERN
 
@@ -19,6 +19,37 @@ _ND = match(
     {"payload": {"protocol": "icmpv6", "field": "type"}},
     {"set": ["nd-neighbor-solicit", "nd-neighbor-advert", "nd-router-solicit"]},
 )
+
+
+@dataclass(frozen=True)
+class HostAccess:
+    """What a workload may reach on its own host once its egress policy allowed it (Calico's
+    defaultEndpointToHostAction): Drop (the default: the node's agents, BGP and kubelet are
+    not the workloads' business), Accept, or Return (on to the host's own firewall). `allowed`
+    are (protocol number, port) pairs accepted even under Drop, e.g. node-local DNS."""
+
+    action: str = "Drop"
+    allowed: tuple[tuple[int, int], ...] = ()
+
+    def rules(self) -> list[list]:
+        from_workload = match(_IIF, WORKLOAD_INTERFACE_PATTERN)
+        rules = [
+            [
+                from_workload,
+                match(L4PROTO, protocol),
+                match({"payload": {"protocol": "th", "field": "dport"}}, port),
+                {"accept": None},
+            ]
+            for protocol, port in self.allowed
+        ]
+        if self.action == "Drop":
+            rules.append([from_workload, {"drop": None}])
+        elif self.action == "Accept":
+            rules.append([from_workload, {"accept": None}])
+        return rules
+
+
+DEFAULT_HOST_ACCESS = HostAccess()
 
 
 @dataclass(frozen=True)
@@ -38,6 +69,7 @@ class Ruleset:
     from_workload: dict[str, str] = field(default_factory=dict)  # interface -> chain
     to_workload: dict[str, str] = field(default_factory=dict)
     sources: dict[str, tuple[str, ...]] = field(default_factory=dict)  # interface -> its endpoint's networks
+    host_access: HostAccess = DEFAULT_HOST_ACCESS
 
 
 def interface_sets(sources: dict[str, tuple[str, ...]]) -> dict[str, SetDef]:
@@ -54,9 +86,11 @@ def interface_sets(sources: dict[str, tuple[str, ...]]) -> dict[str, SetDef]:
     return sets
 
 
-def base_chains() -> dict[str, tuple[Hook, tuple]]:
-    """The hooked chains: (hook, rules).  Unknown workload interfaces carry nothing;
-    host-to-workload traffic (output) is not filtered, as in Calico."""
+def base_chains(host_access: HostAccess = DEFAULT_HOST_ACCESS) -> dict[str, tuple[Hook, tuple]]:
+    """The hooked chains: (hook, rules).  Unknown workload interfaces carry nothing; a workload's
+    source address is checked before anything is accepted, established flows included (a
+    workload must not inject into another's flow); host-to-workload traffic (output) is not
+    filtered, as in Calico."""
     unknown_in = [match(_IIF, WORKLOAD_INTERFACE_PATTERN), match(_IIF, "@" + KNOWN_INTERFACES, "!="), {"drop": None}]
     spoofed = [
         [
@@ -73,16 +107,17 @@ def base_chains() -> dict[str, tuple[Hook, tuple]]:
     return {
         "forward": (
             Hook("forward"),
-            (established, unknown_in, unknown_out, *spoofed, dispatch_in, dispatch_out),
+            (unknown_in, unknown_out, *spoofed, established, dispatch_in, dispatch_out),
         ),
         "input": (
             Hook("input"),
             (
-                established,
                 [match(_IIF, WORKLOAD_INTERFACE_PATTERN), _ND, {"accept": None}],
                 unknown_in,
                 *spoofed,
+                established,
                 dispatch_in,
+                *host_access.rules(),
             ),
         ),
     }
@@ -100,7 +135,7 @@ def build(ruleset: Ruleset) -> Transaction:
             tx.add(Rule(name, tuple(expr)))
     for map_name, mapping in ((FROM_WORKLOAD_MAP, ruleset.from_workload), (TO_WORKLOAD_MAP, ruleset.to_workload)):
         tx.add(Map(map_name, tuple(sorted(mapping.items()))))
-    for name, (hook, rules) in base_chains().items():
+    for name, (hook, rules) in base_chains(ruleset.host_access).items():
         tx.add(Chain(name, hook))
         for expr in rules:
             tx.add(Rule(name, tuple(expr)))

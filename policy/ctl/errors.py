@@ -4,7 +4,7 @@ import click
 
 from policy.datastore.ipam import IPAMError
 from policy.datastore.kv import Conflict, KVError, Unavailable
-from policy.datastore.store import NotFound
+from policy.datastore.store import NotFound, PartiallyWritten
 
 
 def run_datastore(action):
@@ -14,7 +14,7 @@ def run_datastore(action):
         raise click.ClickException(str(exc)) from None
     except Unavailable as exc:
         raise click.ClickException(f"cannot reach etcd: {exc}") from None
-    except (NotFound, Conflict) as exc:
+    except (NotFound, Conflict, PartiallyWritten) as exc:
         raise click.ClickException(str(exc)) from None
     except KVError as exc:
         raise click.ClickException(f"etcd: {exc}") from None

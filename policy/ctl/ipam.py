@@ -7,6 +7,7 @@ import click
 
 from policy.ctl.errors import run_datastore as _run
 from policy.datastore.ipam import IPAM
+from policy.model.pools import IPPool
 
 
 def _ipam(ctx) -> IPAM:
@@ -56,12 +57,22 @@ def release(ctx, handle, address):
         click.echo(f"{address} released (handle {owner})")
 
 
+def _report_corrupt(corrupt: dict[str, str]) -> None:
+    for key, problem in sorted(corrupt.items()):
+        click.echo(f"warning: skipped corrupt IPAM entry {key}: {problem}", err=True)
+
+
 @ipam.command()
 @click.pass_obj
 def show(ctx):
-    """Pools, blocks with their node and use, and addresses in use per node."""
+    """Pools, blocks with their node and use, and addresses in use per node; a corrupt block is
+    reported by key and skipped, and the exit code is then 1."""
     manager = _ipam(ctx)
-    pools, blocks = _run(manager.pools), _run(manager.blocks)
+    pools, bad_pools = _run(lambda: manager.store.list_kind(IPPool))
+    blocks, corrupt = _run(manager.read_blocks)
+    for error in bad_pools:
+        click.echo(f"warning: skipped unreadable entry: {error}", err=True)
+    _report_corrupt(corrupt)
     click.echo("POOL                 BLOCK   DISABLED   IN USE")
     for pool in pools:
         size = ipaddress.ip_network(pool.spec.cidr).num_addresses
@@ -79,13 +90,19 @@ def show(ctx):
     for node in sorted(per_node):
         count = sum(1 for b in blocks if (b.affinity or "<none>") == node)
         click.echo(f"{node:14} {count:<8} {per_node[node]}")
+    if corrupt:
+        raise click.ClickException(f"{len(corrupt)} corrupt IPAM block{'s' if len(corrupt) != 1 else ''} skipped")
 
 
 @ipam.command()
 @click.pass_obj
 def check(ctx):
-    """Find leaked, unallocated, duplicate and dangling addresses; exit 1 if any."""
-    report = _run(lambda: _ipam(ctx).check())
+    """Find leaked, unallocated, duplicate and dangling addresses, and corrupt entries; exit 1 if any."""
+    manager = _ipam(ctx)
+    report = _run(manager.check)
+    _, bad_blocks = _run(manager.read_blocks)
+    _, bad_handles = _run(manager.read_handles)
+    report["corrupt"] = [f"{key} ({problem})" for key, problem in sorted({**bad_blocks, **bad_handles}.items())]
     for kind, items in report.items():
         click.echo(f"{kind}: {len(items)}")
         for item in items:

@@ -11,10 +11,10 @@ import yaml
 from policy.ctl.errors import run_datastore as _run
 from policy.ctl.ipam import ipam
 from policy.ctl.node import node
-from policy.ctl.output import render, to_document
+from policy.ctl.output import redacted, render, to_document
 from policy.datastore.etcd import EtcdKV
 from policy.datastore.keys import key_of, parse_status_key, status_root
-from policy.datastore.store import NotFound, Ref, ResourceStore, WriteMode
+from policy.datastore.store import MAX_TXN_OPS, NotFound, Ref, ResourceStore, WriteMode, transactions_for
 from policy.model.documents import DocumentError, load_documents
 from policy.model.kinds import DEFAULT_NAMESPACE, UnknownKind, resolve_kind
 from policy.model.policies import GlobalNetworkPolicy, NetworkPolicy
@@ -43,34 +43,51 @@ class Context:
         return self._store
 
 
-def _sources(paths: tuple[str, ...]) -> list[tuple[str, str]]:
-    """(name, text) for each -f: a file, every document file of a directory, or '-' for stdin."""
+def _sources(paths: tuple[str, ...], errors: list[str]) -> list[tuple[str, bytes]]:
+    """(name, bytes) for each -f: a file, every document file of a directory, or '-' for stdin.
+
+    Bytes, not text: load_documents names the offset of a byte that is not UTF-8. A file that
+    cannot be read is added to `errors`, so the other files are still checked."""
     sources = []
     for path in paths:
         if path == "-":
-            sources.append(("<stdin>", sys.stdin.read()))
+            sources.append(("<stdin>", sys.stdin.buffer.read()))
             continue
         p = Path(path)
         if p.is_dir():
             files = sorted(f for f in p.iterdir() if f.is_file() and f.suffix in _DOCUMENT_SUFFIXES)
+            if not files:
+                errors.append(f"directory {path} holds no {', '.join(_DOCUMENT_SUFFIXES)} files")
         elif p.is_file():
             files = [p]
         else:
             raise click.UsageError(f"{path}: no such file or directory")
-        sources.extend((str(f), f.read_text()) for f in files)
+        for f in files:
+            try:
+                sources.append((str(f), f.read_bytes()))
+            except OSError as exc:
+                errors.append(f"{f}: cannot read: {exc.strerror or exc}")
     return sources
 
 
 def _load(paths: tuple[str, ...], namespace: str | None) -> list[Resource]:
-    """Parse every source before anything is written; the first bad document aborts all."""
-    resources = []
-    for name, text in _sources(paths):
+    """Parse every source before anything is written; every bad document of every file is reported."""
+    resources: list[Resource] = []
+    errors: list[str] = []
+    bad: list[DocumentError] = []
+    for name, data in _sources(paths, errors):
         try:
-            resources.extend(load_documents(text, name, namespace))
+            resources.extend(load_documents(data, name, namespace))
         except DocumentError as exc:
-            raise click.ClickException(str(exc)) from None
+            bad.extend(exc.errors)
+    if errors or bad:
+        lines = errors + [str(error) for error in bad]
+        if len(bad) > 1:
+            files = len({error.source for error in bad})
+            lines.append(f"{len(bad)} errors in {files} file{'s' if files > 1 else ''}")
+        raise click.ClickException("\n".join(lines))
     if not resources:
-        raise click.UsageError("no resources found in the given input")
+        raise click.ClickException("no resources in the given input (only empty lists)")
     return resources
 
 
@@ -108,12 +125,17 @@ def _current(store: ResourceStore, resource: Resource) -> Resource | None:
         return None
 
 
-def _comparable(resource: Resource | None) -> str:
-    """The YAML a resource is stored as, without the revision: what diff and dry runs compare."""
+def _comparable(resource: Resource | None, redact: bool = False, against: Resource | None = None) -> str:
+    """The YAML a resource is stored as, without the revision: what diff and dry runs compare.
+
+    With `redact` secrets are shown as <redacted>, or "<redacted> (changed)" where they differ
+    from those of `against` (the version it is compared to)."""
     if resource is None:
         return ""
     document = to_document(resource)
     document["metadata"].pop("resourceVersion", None)
+    if redact:
+        document = redacted(resource, document, against)
     return yaml.safe_dump(document, sort_keys=False)
 
 
@@ -152,6 +174,11 @@ def _write_command(name: str, mode: WriteMode, verb: str, doc: str):
         _run(lambda: ctx.store.write(resources, mode))
         for resource in resources:
             click.echo(f"{_describe(resource)} {verb}")
+        if (transactions := transactions_for(len(resources))) > 1:
+            click.echo(
+                f"{len(resources)} resources {verb} in {transactions} etcd transactions (at most {MAX_TXN_OPS} "
+                "operations each; a concurrent writer may interleave between them)"
+            )
 
     return command
 
@@ -170,19 +197,27 @@ def validate(paths, namespace):
     click.echo(f"{len(resources)} resource{'s' if len(resources) != 1 else ''} valid")
 
 
+_show_secrets_option = click.option(
+    "--show-secrets", is_flag=True, help="Print secrets (BGPPeer passwords) instead of <redacted>."
+)
+
+
 @cli.command()
 @_file_option
 @_namespace_option
+@_show_secrets_option
 @click.pass_obj
-def diff(ctx: Context, paths, namespace):
+def diff(ctx: Context, paths, namespace, show_secrets):
     """Show what applying the files would change, as a unified diff per resource."""
     resources = _load(paths, namespace)
     changed = 0
     for resource in resources:
-        before = _comparable(_run(lambda resource=resource: _current(ctx.store, resource)))
-        after = _comparable(resource)
+        current = _run(lambda resource=resource: _current(ctx.store, resource))
+        before, after = _comparable(current), _comparable(resource)
         if before == after:
             continue
+        if not show_secrets:
+            before, after = _comparable(current, redact=True), _comparable(resource, redact=True, against=current)
         changed += 1
         label = _describe(resource)
         click.echo(
@@ -231,8 +266,9 @@ def _model(kind: str) -> type[Resource]:
 @click.option(
     "-o", "--output", "fmt", type=click.Choice(["table", "wide", "yaml", "json"]), default="table", show_default=True
 )
+@_show_secrets_option
 @click.pass_obj
-def get(ctx: Context, kind, names, namespace, all_namespaces, fmt):
+def get(ctx: Context, kind, names, namespace, all_namespaces, fmt, show_secrets):
     """Show resources of KIND, all or the NAMES given."""
     model = _model(kind)
     ns = None if (all_namespaces and not names) or not model.namespaced else (namespace or DEFAULT_NAMESPACE)
@@ -246,7 +282,8 @@ def get(ctx: Context, kind, names, namespace, all_namespaces, fmt):
     if fmt == "wide" and model in (NetworkPolicy, GlobalNetworkPolicy, WorkloadEndpoint):
         failures = _run(lambda: _policy_status(ctx.store))
         status = {r.name + (r.namespace or ""): failures.get(key_of(ctx.store.prefix, r), "ok") for r in resources}
-    click.echo(render(model, resources, fmt, all_namespaces, single=len(names) == 1, status=status))
+    single = len(names) == 1
+    click.echo(render(model, resources, fmt, all_namespaces, single, status=status, show_secrets=show_secrets))
 
 
 @cli.command()

@@ -2,12 +2,11 @@
 
 import json
 
-import yaml
-
-from policy.model.bgp import BGPConfiguration, BGPPeer
+from policy.model.bgp import REDACTED, BGPConfiguration, BGPPeer
 from policy.model.policies import GlobalNetworkPolicy, GlobalNetworkSet, NetworkPolicy, NetworkSet, Profile, Tier
 from policy.model.pools import IPPool
 from policy.model.resources import Namespace, Node, Resource, WorkloadEndpoint
+from policy.model.yaml_codec import dump_all
 
 
 def _labels(resource: Resource) -> str:
@@ -90,8 +89,42 @@ def _order(order: float | None) -> str:
     return str(int(order)) if order == int(order) else str(order)
 
 
+# Per kind: the paths of fields that hold secrets, printed as <redacted> unless asked for.
+SECRETS: dict[type[Resource], list[tuple[str, ...]]] = {BGPPeer: [("spec", "password")]}
+CHANGED = f"{REDACTED} (changed)"
+
+
 def to_document(resource: Resource) -> dict:
+    """The resource as stored, secrets included (what writes and comparisons use)."""
     return resource.model_dump(mode="json", exclude_none=True)
+
+
+def redacted(resource: Resource, document: dict, other: Resource | None = None) -> dict:
+    """`document` (of `resource`) with each secret replaced by <redacted>, or by
+    "<redacted> (changed)" where `other` (the same resource, another version) has a different
+    value, so a diff still shows that a secret changed."""
+    for path in SECRETS.get(type(resource), []):
+        parent: object = document
+        for part in path[:-1]:
+            parent = parent.get(part) if isinstance(parent, dict) else None
+        if not isinstance(parent, dict) or path[-1] not in parent:
+            continue
+        changed = other is not None and _value_at(other, path) != _value_at(resource, path)
+        parent[path[-1]] = CHANGED if changed else REDACTED
+    return document
+
+
+def _value_at(resource: Resource, path: tuple[str, ...]):
+    value: object = resource
+    for part in path:
+        value = getattr(value, part, None)
+    return value
+
+
+def shown(resource: Resource, show_secrets: bool = False) -> dict:
+    """The document policyctl prints for a resource."""
+    document = to_document(resource)
+    return document if show_secrets else redacted(resource, document)
 
 
 def render_table(
@@ -119,10 +152,12 @@ def render(
     all_namespaces: bool,
     single: bool,
     status: dict[str, str] | None = None,
+    show_secrets: bool = False,
 ) -> str:
+    """Tables never hold secrets; YAML and JSON show them as <redacted> unless show_secrets."""
     if fmt == "yaml":
-        return yaml.safe_dump_all([to_document(r) for r in resources], sort_keys=False).rstrip()
+        return dump_all([shown(r, show_secrets) for r in resources]).rstrip()
     if fmt == "json":
-        docs = [to_document(r) for r in resources]
+        docs = [shown(r, show_secrets) for r in resources]
         return json.dumps(docs[0] if single else {"kind": "List", "items": docs}, indent=2)
     return render_table(model, resources, wide=fmt == "wide", all_namespaces=all_namespaces, status=status)

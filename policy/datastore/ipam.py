@@ -6,10 +6,15 @@
 Every change is one transaction that checks the revision of each key it read, so concurrent
 allocators on many nodes can never hand out one address twice; the loser of a race re-reads
 and tries again.  A node takes from its own blocks, then claims a free block of a pool whose
-nodeSelector picks it, then (unless the pool is strictAffinity) borrows from another node's."""
+nodeSelector picks it, then (unless the pool is strictAffinity) borrows from another node's.
+
+Reading is total: a block or handle whose value is not what Calyx writes (not JSON, missing
+fields, an allocation outside the block) is reported by key and skipped, never an exception.
+An allocation never claims a CIDR whose block key holds such a value."""
 
 import ipaddress
 import json
+import logging
 import random
 import time
 from collections.abc import Callable
@@ -22,6 +27,8 @@ from policy.model.pools import IPPool
 from policy.model.resources import Node, WorkloadEndpoint
 from policy.model.selector import parse_selector
 
+log = logging.getLogger(__name__)
+
 MAX_ATTEMPTS = 50
 
 
@@ -32,6 +39,20 @@ def _order(network) -> tuple:
 
 class IPAMError(KVError):
     """An allocation or release that cannot be done (not a race: retrying will not help)."""
+
+
+class CorruptEntry(ValueError):
+    """A stored block or handle that is not what Calyx writes."""
+
+
+def _json_object(value: bytes | None) -> dict:
+    try:
+        data = json.loads(value or b"")
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise CorruptEntry(f"not JSON ({str(exc)[:200] or type(exc).__name__})") from None
+    if not isinstance(data, dict):
+        raise CorruptEntry(f"a JSON {type(data).__name__}, not an object")
+    return data
 
 
 @dataclass
@@ -55,6 +76,32 @@ class Block:
     def offset(self, address: str) -> int:
         return int(ipaddress.ip_address(address)) - int(self.network.network_address)
 
+    @classmethod
+    def decode(cls, value: bytes | None, revision: int) -> "Block":
+        """The block a stored value holds; CorruptEntry for anything else."""
+        data = _json_object(value)
+        cidr, pool, affinity, allocations = (data.get(k) for k in ("cidr", "pool", "affinity", "allocations"))
+        if not isinstance(cidr, str) or not isinstance(pool, str):
+            raise CorruptEntry("cidr and pool must be strings")
+        if not isinstance(affinity, str | None):
+            raise CorruptEntry("affinity must be a string or null")
+        if not isinstance(allocations, dict):
+            raise CorruptEntry("allocations must be an object")
+        try:
+            network = ipaddress.ip_network(cidr)
+        except ValueError as exc:
+            raise CorruptEntry(f"cidr: {exc}") from None
+        offsets: dict[int, str] = {}
+        for offset, handle in allocations.items():
+            if (
+                not (offset.isascii() and offset.isdigit())
+                or not 0 <= int(offset) < network.num_addresses
+                or not isinstance(handle, str)
+            ):
+                raise CorruptEntry(f"allocation {offset!r}: must be an offset inside {cidr} held by a handle (string)")
+            offsets[int(offset)] = handle
+        return cls(cidr, pool, affinity, offsets, revision)
+
     def encode(self) -> bytes:
         return json.dumps(
             {
@@ -73,6 +120,16 @@ class Handle:
     addresses: list[str]
     revision: int = ABSENT
 
+    @classmethod
+    def decode(cls, value: bytes | None, revision: int) -> "Handle":
+        data = _json_object(value)
+        handle, addresses = data.get("handle"), data.get("addresses")
+        if not isinstance(handle, str):
+            raise CorruptEntry("handle must be a string")
+        if not isinstance(addresses, list) or not all(isinstance(a, str) for a in addresses):
+            raise CorruptEntry("addresses must be a list of strings")
+        return cls(handle, addresses, revision)
+
     def encode(self) -> bytes:
         return json.dumps({"handle": self.handle, "addresses": sorted(self.addresses)}).encode()
 
@@ -90,35 +147,60 @@ class IPAM:
         return ipam_handle_key(self.prefix, handle)
 
     # -- reading --------------------------------------------------------------------------
-    def blocks(self) -> list[Block]:
-        blocks = []
+    def read_blocks(self) -> tuple[list[Block], dict[str, str]]:
+        """Every readable block, and key -> what is wrong for each one that is not."""
+        blocks, corrupt = [], {}
         for page, _ in self.kv.pages(ipam_blocks_prefix(self.prefix)):
             for item in page:
-                data = json.loads(item.value)
-                blocks.append(
-                    Block(
-                        data["cidr"],
-                        data["pool"],
-                        data["affinity"],
-                        {int(k): v for k, v in data["allocations"].items()},
-                        item.mod_revision,
-                    )
-                )
+                try:
+                    block = Block.decode(item.value, item.mod_revision)
+                    if self._block_key(block.cidr) != item.key:
+                        raise CorruptEntry(f"holds block {block.cidr}, whose key is another")
+                except CorruptEntry as exc:
+                    corrupt[item.key] = str(exc)
+                    continue
+                blocks.append(block)
+        return blocks, corrupt
+
+    def blocks(self) -> list[Block]:
+        """The readable blocks; each unreadable one is logged and skipped."""
+        blocks, corrupt = self.read_blocks()
+        self._warn(corrupt)
         return blocks
 
     def handle(self, handle: str) -> Handle | None:
-        item = self.kv.get(self._handle_key(handle))
+        key = self._handle_key(handle)
+        item = self.kv.get(key)
         if item is None:
             return None
-        return Handle(handle, json.loads(item.value)["addresses"], item.mod_revision)
+        try:
+            record = Handle.decode(item.value, item.mod_revision)
+        except CorruptEntry as exc:
+            raise IPAMError(f"IPAM handle {key} is corrupt ({exc}): fix or delete that key") from None
+        return Handle(handle, record.addresses, item.mod_revision)
 
-    def handles(self) -> dict[str, Handle]:
-        found = {}
+    def read_handles(self) -> tuple[dict[str, Handle], dict[str, str]]:
+        """Every readable handle by name, and key -> what is wrong for each one that is not."""
+        found, corrupt = {}, {}
         for page, _ in self.kv.pages(ipam_handles_prefix(self.prefix)):
             for item in page:
-                data = json.loads(item.value)
-                found[data["handle"]] = Handle(data["handle"], data["addresses"], item.mod_revision)
+                try:
+                    record = Handle.decode(item.value, item.mod_revision)
+                except CorruptEntry as exc:
+                    corrupt[item.key] = str(exc)
+                    continue
+                found[record.handle] = record
+        return found, corrupt
+
+    def handles(self) -> dict[str, Handle]:
+        found, corrupt = self.read_handles()
+        self._warn(corrupt)
         return found
+
+    @staticmethod
+    def _warn(corrupt: dict[str, str]) -> None:
+        for key, problem in corrupt.items():
+            log.warning("skipping corrupt IPAM entry %s: %s", key, problem)
 
     def pools(self) -> list[IPPool]:
         return self.store.list_kind(IPPool)[0]
@@ -135,20 +217,21 @@ class IPAM:
 
     def _try_allocate(self, node: str, handle: str, pool_cidr: str | None, address: str | None) -> str:
         pools = self._usable_pools(node, pool_cidr, address)
-        blocks = self.blocks()
+        blocks, corrupt = self.read_blocks()
+        self._warn(corrupt)
         record = self.handle(handle) or Handle(handle, [])
         if address is not None:
-            return self._take_specific(node, pools, blocks, record, address)
+            return self._take_specific(node, pools, blocks, record, address, corrupt)
         in_pools = [b for b in blocks if b.pool in {p.spec.cidr for p in pools}]
         for block in sorted((b for b in in_pools if b.affinity == node), key=lambda b: _order(b.network)):
             offset = block.free_offset()
             if offset is not None:
                 return self._commit(block, offset, record)
-        taken = {b.cidr for b in blocks}
+        taken = {self._block_key(b.cidr) for b in blocks} | set(corrupt)  # a corrupt block's CIDR stays taken
         for pool in pools:
             network = ipaddress.ip_network(pool.spec.cidr)
             for candidate in network.subnets(new_prefix=pool.spec.blockSize):
-                if str(candidate) not in taken:
+                if self._block_key(str(candidate)) not in taken:
                     return self._commit(Block(str(candidate), pool.spec.cidr, node), 0, record)
         borrowable = {p.spec.cidr for p in pools if not p.spec.strictAffinity}
         for block in sorted((b for b in in_pools if b.pool in borrowable), key=lambda b: _order(b.network)):
@@ -179,12 +262,19 @@ class IPAM:
         item = self.kv.get(f"{kind_prefix(self.prefix, Node)}{node}")
         return dict(decode(self.prefix, item.key, item.value, item.mod_revision).metadata.labels) if item else {}
 
-    def _take_specific(self, node: str, pools, blocks, record: Handle, address: str) -> str:
+    def _take_specific(
+        self, node: str, pools, blocks, record: Handle, address: str, corrupt: dict[str, str] | None = None
+    ) -> str:
         ip = ipaddress.ip_address(address)
         block = next((b for b in blocks if ip in b.network), None)
         if block is None:
             pool = pools[0]
             network = ipaddress.ip_network(f"{address}/{pool.spec.blockSize}", strict=False)
+            key = self._block_key(str(network))
+            if corrupt and key in corrupt:
+                raise IPAMError(
+                    f"{address} is in IPAM block {key}, which is corrupt ({corrupt[key]}): fix or delete it"
+                )
             block = Block(str(network), pool.spec.cidr, node)
         offset = block.offset(address)
         if offset in block.allocations:
@@ -259,9 +349,9 @@ class IPAM:
                 net = ipaddress.ip_network(network)
                 if net.num_addresses == 1:
                     used.setdefault(str(net.network_address), []).append(f"{endpoint.namespace}/{endpoint.name}")
-        allocated = {b.address(o): h for b in self.blocks() for o, h in b.allocations.items()}
+        allocated = {b.address(o): h for b in self.read_blocks()[0] for o, h in b.allocations.items()}
         pools = [ipaddress.ip_network(p.spec.cidr) for p in self.pools()]
-        handles = self.handles()
+        handles = self.read_handles()[0]  # corrupt entries: see read_blocks and read_handles
         return {
             "leaked": sorted(f"{a} (handle {h})" for a, h in allocated.items() if a not in used),
             "unallocated": sorted(

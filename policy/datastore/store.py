@@ -121,7 +121,31 @@ class ResourceStore:
             raise
 
     def _commit(self, writes: list[Write]) -> int:
+        """One transaction per MAX_TXN_OPS writes, in order: a failure after the first leaves the
+        earlier ones written, and says so (PartiallyWritten) instead of passing for all-or-nothing."""
         revision = 0
         for start in range(0, len(writes), MAX_TXN_OPS):
-            revision = self.kv.commit(writes[start : start + MAX_TXN_OPS])
+            try:
+                revision = self.kv.commit(writes[start : start + MAX_TXN_OPS])
+            except KVError as exc:
+                if start == 0:
+                    raise
+                raise PartiallyWritten(start, len(writes), exc) from exc
         return revision
+
+
+def transactions_for(count: int) -> int:
+    """How many etcd transactions a write of `count` resources takes."""
+    return max(1, -(-count // MAX_TXN_OPS))
+
+
+class PartiallyWritten(KVError):
+    """A write larger than one etcd transaction failed after some transactions were committed."""
+
+    def __init__(self, written: int, total: int, cause: KVError):
+        self.written, self.total, self.cause = written, total, cause
+        super().__init__(
+            f"only the first {written} of {total} resources were written (etcd takes at most {MAX_TXN_OPS} "
+            f"operations per transaction, so this input was written in {transactions_for(total)} "
+            f"transactions); the rest were not: {cause}"
+        )

@@ -6,7 +6,7 @@ address, peerIP and peerSelector together) is refused there and never reaches a 
 import re
 from typing import ClassVar, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from policy.model.base import Model
 from policy.model.fields import ASNumber, IPAddress, IPNetwork, ResourceName
@@ -14,6 +14,7 @@ from policy.model.resources import Resource
 from policy.model.rules import SelectorText
 
 DEFAULT_AS_NUMBER = 64512
+REDACTED = "<redacted>"  # what policyctl prints in place of a secret
 _COMMUNITY = r"^(\d{1,5}:\d{1,5}|\d{1,10}:\d{1,10}:\d{1,10})$"
 
 
@@ -67,9 +68,20 @@ class BGPPeerSpec(Model):
     peerIP: IPAddress | None = None
     peerSelector: SelectorText | None = None  # peer with the Calyx nodes this selects
     asNumber: ASNumber | None = None
-    password: str | None = Field(default=None, min_length=1, max_length=80)
+    # TCP MD5 key; repr=False keeps it out of logs, policyctl shows it only with --show-secrets.
+    password: str | None = Field(default=None, min_length=1, max_length=80, repr=False)
     sourceAddress: Literal["UseNodeIP", "None"] = "UseNodeIP"
     keepOriginalNextHop: bool = False
+
+    @field_validator("password")
+    @classmethod
+    def _not_the_placeholder(cls, value: str | None) -> str | None:
+        if value == REDACTED:
+            raise ValueError(
+                f"{REDACTED} is what `policyctl get` prints in place of a password: give the password itself "
+                "(`policyctl get --show-secrets` prints it)"
+            )
+        return value
 
     @model_validator(mode="after")
     def _one_peer_kind(self):

@@ -1,5 +1,6 @@
 """Turn YAML/JSON documents into resources, with errors that name the file, document and field."""
 
+import codecs
 from dataclasses import dataclass
 from typing import Any
 
@@ -9,8 +10,13 @@ import yaml
 from policy.model.kinds import DEFAULT_NAMESPACE, KINDS
 from policy.model.kubernetes import KUBERNETES_NETWORKING_API_VERSION, KubernetesNetworkPolicy, convert
 from policy.model.resources import API_VERSION, CALICO_API_VERSION, NAMESPACE_NAME_LABEL, Resource
+from policy.model.yaml_codec import load_all
 
 KUBERNETES_CORE_API_VERSION = "v1"
+# Written by the API server, never by people: accepted on input (so `get -o yaml` output of
+# Calyx, calicoctl or kubectl applies back) and dropped.
+_SERVER_METADATA = ("generation", "managedFields", "selfLink")
+_LIST_FIELDS = {"apiVersion", "kind", "metadata", "items"}
 
 
 @dataclass(frozen=True)
@@ -22,17 +28,51 @@ class Problem:
 class DocumentError(ValueError):
     """One document of one source is invalid; carries every problem found in it."""
 
-    def __init__(self, source: str, index: int | None, problems: list[Problem], what: str = ""):
-        self.source, self.index, self.problems, self.what = source, index, problems, what
+    def __init__(
+        self, source: str, index: int | None, problems: list[Problem], what: str = "", item: int | None = None
+    ):
+        self.source, self.index, self.problems, self.what, self.item = source, index, problems, what, item
         super().__init__(str(self))
+
+    @property
+    def errors(self) -> list["DocumentError"]:
+        return [self]
 
     def __str__(self) -> str:
         where = self.source if self.index is None else f"{self.source}: document {self.index}"
+        if self.item is not None:
+            where += f", item {self.item}"
         if self.what:
             where += f" ({self.what})"
         return "\n".join(
             f"{where}: {p.field}: {p.message}" if p.field else f"{where}: {p.message}" for p in self.problems
         )
+
+
+class InvalidDocuments(DocumentError):
+    """Every bad document of one source: loading goes on past a bad one, so one run shows them all."""
+
+    def __init__(self, errors: list[DocumentError]):
+        self._errors = errors
+        first = errors[0]
+        super().__init__(first.source, first.index, first.problems, first.what, first.item)
+
+    @property
+    def errors(self) -> list[DocumentError]:
+        return self._errors
+
+    def __str__(self) -> str:
+        return "\n".join(str(error) for error in self._errors)
+
+
+class NoDocuments(DocumentError):
+    """An empty source (or one of only comments and `---`) is a mistake, not zero resources."""
+
+    def __init__(self, source: str):
+        super().__init__(source, None, [Problem("", "holds no documents")])
+
+    def __str__(self) -> str:
+        return f"{self.source if self.source.startswith('<') else 'file ' + self.source} holds no documents"
 
 
 class _Invalid(Exception):
@@ -69,6 +109,7 @@ def _convert_kubernetes_namespace(doc: dict) -> dict:
 
 def _normalise(doc: dict, namespace: str | None) -> dict:
     """Map accepted foreign apiVersions onto the native one and apply per-kind defaults."""
+    doc = {key: value for key, value in doc.items() if key != "status"}  # the API server's, never input
     api_version, kind = doc.get("apiVersion"), doc.get("kind")
     if api_version == KUBERNETES_CORE_API_VERSION and kind == "Namespace":
         doc = _convert_kubernetes_namespace(doc)
@@ -84,7 +125,7 @@ def _normalise(doc: dict, namespace: str | None) -> dict:
         raise _Invalid("kind", f"unknown kind {kind!r} (known kinds: {known})")
     meta = doc.get("metadata")
     if isinstance(meta, dict):
-        meta = dict(meta)
+        meta = {key: value for key, value in meta.items() if key not in _SERVER_METADATA}
         if model.namespaced and namespace and meta.get("namespace") not in (None, namespace):
             raise _Invalid(
                 "metadata.namespace", f"{meta['namespace']!r} does not match the namespace asked for ({namespace!r})"
@@ -112,7 +153,7 @@ def _describe(doc: Any) -> str:
 
 
 def parse_resource(
-    doc: Any, source: str = "<input>", index: int | None = None, namespace: str | None = None
+    doc: Any, source: str = "<input>", index: int | None = None, namespace: str | None = None, item: int | None = None
 ) -> Resource:
     """Validate one decoded document; raise DocumentError naming every bad field."""
     if not isinstance(doc, dict):
@@ -120,28 +161,107 @@ def parse_resource(
             source,
             index,
             [Problem("", f"expected a mapping with apiVersion, kind, metadata, got {type(doc).__name__}")],
+            item=item,
         )
     what = _describe(doc)
     try:
         normalised = _normalise(doc, namespace)
         return KINDS[normalised["kind"]].model_validate(normalised)
     except _Invalid as exc:
-        raise DocumentError(source, index, [exc.problem], what) from None
+        raise DocumentError(source, index, [exc.problem], what, item) from None
     except pydantic.ValidationError as exc:
-        raise DocumentError(source, index, _problems_from(exc), what) from None
+        raise DocumentError(source, index, _problems_from(exc), what, item) from None
 
 
-def load_documents(text: str, source: str, namespace: str | None = None) -> list[Resource]:
-    """Parse every document of a multi-document YAML text; the first bad one raises."""
-    resources: list[Resource] = []
-    index = 0
+def _list_kind(doc: Any) -> str | None:
+    """`List` (kubectl), `<Kind>List` (calicoctl) or None for a single resource."""
+    kind = doc.get("kind") if isinstance(doc, dict) else None
+    if kind == "List" or (isinstance(kind, str) and kind.endswith("List") and kind[: -len("List")] in KINDS):
+        return kind
+    return None
+
+
+def _list_items(doc: dict, kind: str) -> list[Any]:
+    """The items of a List document, each with the list's apiVersion and kind if it has none."""
+    unknown = sorted(str(key) for key in doc if key not in _LIST_FIELDS)
+    if unknown:
+        raise _Invalid(unknown[0], "unknown field")
+    items = [] if doc.get("items") is None else doc["items"]
+    if not isinstance(items, list):
+        raise _Invalid("items", f"expected a list of resources, got {type(items).__name__}")
+    if kind == "List":
+        if doc.get("apiVersion") not in (None, KUBERNETES_CORE_API_VERSION):
+            raise _Invalid("apiVersion", f"a List has apiVersion {KUBERNETES_CORE_API_VERSION}")
+        return items
+    member = kind[: -len("List")]
+    typed = []
+    for number, entry in enumerate(items, start=1):
+        if isinstance(entry, dict):
+            if entry.get("kind", member) != member:
+                raise _Invalid(f"items[{number - 1}].kind", f"a {kind} holds only {member} resources")
+            entry = {"apiVersion": doc.get("apiVersion"), "kind": member, **entry}
+        typed.append(entry)
+    return typed
+
+
+def _decode(data: bytes, source: str) -> str:
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return data.decode("utf-16")  # what Windows editors and PowerShell redirection write
     try:
-        for index, doc in enumerate(yaml.safe_load_all(text), start=1):
-            if doc is not None:
-                resources.append(parse_resource(doc, source, index, namespace))
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        message = f"is not UTF-8 text: byte 0x{data[exc.start]:02x} at offset {exc.start} (line {line})"
+        raise DocumentError(source, None, [Problem("", message)]) from None
+
+
+def _yaml_problem(exc: yaml.YAMLError, text: str) -> str:
+    if isinstance(exc, yaml.reader.ReaderError):  # libyaml counts the position in UTF-8 bytes
+        line = text.encode("utf-8", "replace")[: exc.position].count(b"\n") + 1
+        return (
+            f"invalid YAML: character #x{exc.character:02x} at byte offset {exc.position} (line {line}): {exc.reason}"
+        )
+    mark = getattr(exc, "problem_mark", None)
+    at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    return f"invalid YAML{at}: {getattr(exc, 'problem', None) or exc}"
+
+
+def load_documents(text: str | bytes, source: str, namespace: str | None = None) -> list[Resource]:
+    """Parse every document of a YAML (or JSON) text, Lists included, and report every bad one.
+
+    Raises DocumentError (InvalidDocuments for several, NoDocuments for an empty text); a YAML
+    syntax error ends the stream, since nothing after it can be read reliably."""
+    if isinstance(text, bytes):
+        text = _decode(text, source)
+    resources: list[Resource] = []
+    errors: list[DocumentError] = []
+    index = found = 0
+    try:
+        for index, doc in enumerate(load_all(text), start=1):
+            if doc is None:
+                continue
+            found += 1
+            list_kind = "List" if isinstance(doc, list) else _list_kind(doc)
+            if list_kind is None:
+                entries: list[tuple[int | None, Any]] = [(None, doc)]
+            else:
+                try:
+                    items = doc if isinstance(doc, list) else _list_items(doc, list_kind)
+                except _Invalid as exc:
+                    errors.append(DocumentError(source, index, [exc.problem], list_kind))
+                    continue
+                entries = list(enumerate(items, start=1))
+            for item, body in entries:
+                try:
+                    resources.append(parse_resource(body, source, index, namespace, item))
+                except DocumentError as exc:
+                    errors.append(exc)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise DocumentError(source, index + 1, [Problem("", f"invalid YAML{at}: {problem}")]) from None
+        errors.append(DocumentError(source, index + 1, [Problem("", _yaml_problem(exc, text))]))
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise InvalidDocuments(errors)
+    if not found:
+        raise NoDocuments(source)
     return resources

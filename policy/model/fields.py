@@ -1,10 +1,13 @@
 """Validated scalar types shared by the resource models (names, labels, addresses)."""
 
+import decimal
 import ipaddress
+import math
 import re
-from typing import Annotated
+import struct
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, BeforeValidator, Field
 
 from policy.model.names import HOST_INTERFACE_PREFIX
 
@@ -93,9 +96,77 @@ def _port_name(value: str) -> str:
     return value
 
 
+def case_mistake(value: Any, names: Any) -> str | None:
+    """The message for a name given in the wrong case: Calico's protocol names are case-sensitive."""
+    if isinstance(value, str) and value not in names:
+        for name in names:
+            if isinstance(name, str) and name.lower() == value.lower():
+                return f"{value!r} is not valid: protocol names are case-sensitive (as in Calico), use {name!r}"
+    return None
+
+
+def _float32(value: float) -> float:
+    return struct.unpack("f", struct.pack("f", value))[0]
+
+
+def _go_float_text(value: float) -> str:
+    """Go's strconv.FormatFloat(value, 'g', -1, 32): shortest float32 digits, exponent from 1e+06."""
+    if math.isnan(value):
+        return "NaN"
+    try:
+        single = _float32(value)
+    except OverflowError:
+        single = math.copysign(math.inf, value)
+    if math.isinf(single):
+        return "+Inf" if single > 0 else "-Inf"
+    for digits in range(1, 10):
+        text = f"{single:.{digits - 1}e}"
+        if _float32(float(text)) == single:
+            break
+    mantissa, exponent = text.split("e")
+    if -4 <= int(exponent) < 6:
+        return format(decimal.Decimal(text), "f")
+    return f"{mantissa}e{exponent}"
+
+
+def _calico_string(value: Any) -> Any:
+    """The string Calico's YAML decoder makes of an unquoted scalar in a string field."""
+    if value is None:
+        return ""  # Go decodes a null map or list element of type string as ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return _go_float_text(value)
+    return value
+
+
+def _label_strings(value: Any) -> Any:
+    """Unquoted `true`, `5` or `1.5` as a label key or value means the string, as in Calico."""
+    if not isinstance(value, dict):
+        return value
+    labels: dict = {}
+    for key, item in value.items():
+        text = _calico_string(key)
+        if text in labels:
+            raise ValueError(f"label {text!r} is given twice")
+        labels[text] = _calico_string(item)
+    return labels
+
+
+def _value_strings(value: Any) -> Any:
+    return [_calico_string(item) for item in value] if isinstance(value, list) else value
+
+
 ResourceName = Annotated[str, AfterValidator(_resource_name)]
 LabelKey = Annotated[str, AfterValidator(_label_key)]
 LabelValue = Annotated[str, AfterValidator(_label_value)]
+# Label maps (metadata.labels, matchLabels, labelsToApply) and string maps (annotations) read
+# unquoted scalars as Calico does; other fields keep YAML's types, so `name: 5` stays an error.
+Labels = Annotated[dict[LabelKey, LabelValue], BeforeValidator(_label_strings)]
+LabelValues = Annotated[list[LabelValue], BeforeValidator(_value_strings)]
+StringMap = Annotated[dict[str, str], BeforeValidator(_label_strings)]
 WorkloadInterfaceName = Annotated[str, AfterValidator(_workload_interface_name)]
 IPNetwork = Annotated[str, AfterValidator(_ip_network)]
 IPAddress = Annotated[str, AfterValidator(_ip_address)]

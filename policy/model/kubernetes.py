@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from policy.model.base import Model
-from policy.model.fields import IPNetwork, LabelKey, LabelValue, ResourceName
+from policy.model.fields import IPNetwork, LabelKey, Labels, LabelValues, ResourceName, StringMap
 from policy.model.rules import Port
 
 KUBERNETES_NETWORKING_API_VERSION = "networking.k8s.io/v1"
@@ -20,7 +20,7 @@ ORDER = 1000.0
 class LabelSelectorRequirement(Model):
     key: LabelKey
     operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
-    values: list[LabelValue] = Field(default_factory=list)
+    values: LabelValues = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _values_fit_operator(self):
@@ -32,7 +32,7 @@ class LabelSelectorRequirement(Model):
 
 
 class LabelSelector(Model):
-    matchLabels: dict[LabelKey, LabelValue] = Field(default_factory=dict)
+    matchLabels: Labels = Field(default_factory=dict)
     matchExpressions: list[LabelSelectorRequirement] = Field(default_factory=list)
 
 
@@ -89,8 +89,8 @@ class KubernetesMetadata(Model):
     model_config = {**Model.model_config, "extra": "ignore"}  # uid, generation... are the API server's
     name: ResourceName
     namespace: ResourceName | None = None
-    labels: dict[LabelKey, LabelValue] = Field(default_factory=dict)
-    annotations: dict[str, str] = Field(default_factory=dict)
+    labels: Labels = Field(default_factory=dict)
+    annotations: StringMap = Field(default_factory=dict)
 
 
 class KubernetesNetworkPolicy(Model):

@@ -5,7 +5,7 @@ from typing import ClassVar, Literal
 from pydantic import Field, model_validator
 
 from policy.model.base import Model
-from policy.model.fields import IPNetwork, LabelKey, LabelValue, ResourceName
+from policy.model.fields import IPNetwork, Labels, ResourceName
 from policy.model.resources import Resource
 from policy.model.rules import Rule, SelectorText
 
@@ -106,7 +106,7 @@ class GlobalNetworkSet(Resource):
 class ProfileSpec(Model):
     ingress: list[Rule] = Field(default_factory=list)
     egress: list[Rule] = Field(default_factory=list)
-    labelsToApply: dict[LabelKey, LabelValue] = Field(default_factory=dict)
+    labelsToApply: Labels = Field(default_factory=dict)
 
 
 class Profile(Resource):

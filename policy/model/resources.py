@@ -10,13 +10,14 @@ from policy.model.fields import (
     IPAddress,
     IPInterface,
     IPNetwork,
-    LabelKey,
-    LabelValue,
+    Labels,
     MACAddress,
     PortName,
     PortNumber,
     ResourceName,
+    StringMap,
     WorkloadInterfaceName,
+    case_mistake,
 )
 
 API_VERSION: Final = "calyx.io/v1"
@@ -27,8 +28,8 @@ NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 class Metadata(Model):
     name: ResourceName
     namespace: ResourceName | None = None
-    labels: dict[LabelKey, LabelValue] = Field(default_factory=dict)
-    annotations: dict[str, str] = Field(default_factory=dict)
+    labels: Labels = Field(default_factory=dict)
+    annotations: StringMap = Field(default_factory=dict)
     resourceVersion: str | None = None
     uid: str | None = None
     creationTimestamp: str | None = None
@@ -64,8 +65,11 @@ class EndpointPort(Model):
 
     @field_validator("protocol", mode="before")
     @classmethod
-    def _upper_protocol(cls, value):
-        return value.upper() if isinstance(value, str) else value
+    def _exact_protocol(cls, value):
+        mistake = case_mistake(value, ("TCP", "UDP", "SCTP"))
+        if mistake:
+            raise ValueError(mistake)
+        return value
 
 
 class WorkloadEndpointSpec(Model):

@@ -10,12 +10,11 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 
 from policy.model.base import Model
-from policy.model.fields import IPNetwork
+from policy.model.fields import IPNetwork, case_mistake
 from policy.model.selector import SelectorError, parse_selector
 
 PROTOCOL_NUMBERS = {"TCP": 6, "UDP": 17, "ICMP": 1, "ICMPv6": 58, "SCTP": 132, "UDPLite": 136}
 PORT_PROTOCOLS = {"TCP", "UDP", "SCTP", "UDPLite", 6, 17, 132, 136}
-_PROTOCOL_BY_LOWER = {name.lower(): name for name in PROTOCOL_NUMBERS}
 _PORT_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
@@ -36,8 +35,11 @@ def _protocol(value):
         if not 1 <= value <= 255:
             raise ValueError(f"protocol number {value} is out of range 1-255")
         return value
-    if isinstance(value, str) and value.lower() in _PROTOCOL_BY_LOWER:
-        return _PROTOCOL_BY_LOWER[value.lower()]
+    if isinstance(value, str) and value in PROTOCOL_NUMBERS:
+        return value
+    mistake = case_mistake(value, PROTOCOL_NUMBERS)
+    if mistake:
+        raise ValueError(mistake)
     raise ValueError(f"unknown protocol {value!r} (use {', '.join(PROTOCOL_NUMBERS)} or a number 1-255)")
 
 

@@ -1,6 +1,9 @@
 """The small HTTP server every Calyx daemon runs: probes as JSON, and /metrics."""
 
+import errno
+import ipaddress
 import json
+import socket
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -10,7 +13,27 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 Probe = Callable[[], tuple[bool, dict]]  # -> (healthy, body); unhealthy answers 503
 
 
+_HINTS = {
+    errno.EADDRINUSE: " (another process listens on that port: stop it or choose another --health-port)",
+    errno.EADDRNOTAVAIL: " (no interface of this host has that address: check --health-host)",
+}
+
+
+class ServeError(Exception):
+    """The server cannot listen (the port is taken, the address is not this host's, ...)."""
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+
+class _Server6(_Server):
+    address_family = socket.AF_INET6
+
+
 def serve(host: str, port: int, probes: dict[str, Probe], registry: CollectorRegistry) -> ThreadingHTTPServer:
+    """Serve the probes and /metrics on host:port from a daemon thread; ServeError if it cannot listen."""
+
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):
             if self.path in probes:
@@ -31,7 +54,15 @@ def serve(host: str, port: int, probes: dict[str, Probe], registry: CollectorReg
         def log_message(self, *args):  # probes every few seconds would drown the log
             pass
 
-    server = ThreadingHTTPServer((host, port), Handler)
-    server.daemon_threads = True
+    try:
+        ipv6 = ipaddress.ip_address(host).version == 6
+    except ValueError:
+        ipv6 = False  # a name: left to the resolver
+    try:
+        server = (_Server6 if ipv6 else _Server)((host, port), Handler)
+    except OSError as exc:  # EADDRINUSE, EADDRNOTAVAIL, EACCES, a name that does not resolve
+        where = f"[{host}]:{port}" if ipv6 else f"{host}:{port}"
+        hint = _HINTS.get(exc.errno or 0, "")
+        raise ServeError(f"cannot serve /livez, /readyz and /metrics on {where}: {exc.strerror or exc}{hint}") from None
     threading.Thread(target=server.serve_forever, name="health", daemon=True).start()
     return server

@@ -268,6 +268,8 @@ class Lab:
             "--node-name",
             node,
             *self.etcd_flags(),
+            "--run-dir",
+            str(self.dir / node / "felix"),  # nodes share the host's filesystem: each its own
             *self.felix_args,
             *extra,
         ]

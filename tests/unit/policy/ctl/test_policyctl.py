@@ -194,3 +194,36 @@ def test_every_kind_has_a_table(kv, tmp_path):
     )
     assert ctl("apply", "-f", str(path)).exit_code == 0
     assert ctl("get", "bgppeers").output.splitlines()[1].split() == ["tor", "198.18.0.1", "65001", "(all)"]
+
+
+def _many_sets(tmp_path, count: int):
+    docs = [
+        {"apiVersion": "calyx.io/v1", "kind": "GlobalNetworkSet", "metadata": {"name": f"s{i}"}, "spec": {"nets": []}}
+        for i in range(count)
+    ]
+    path = tmp_path / "many.yaml"
+    path.write_text(yaml.safe_dump_all(docs))
+    return path
+
+
+def test_an_apply_beyond_one_etcd_transaction_says_how_many_it_took(kv, tmp_path):
+    result = ctl("apply", "-f", str(_many_sets(tmp_path, 150)))
+    assert result.exit_code == 0
+    assert result.output.splitlines()[-1].startswith("150 resources applied in 2 etcd transactions")
+    assert "transactions" not in ctl("apply", "-f", str(_many_sets(tmp_path, 128))).output
+
+
+def test_a_large_apply_that_fails_half_way_says_what_was_written(kv, tmp_path, monkeypatch):
+    commit, calls = kv.commit, []
+
+    def second_fails(writes):
+        calls.append(len(writes))
+        if len(calls) == 2:
+            kv.set_down(True)
+        return commit(writes)
+
+    monkeypatch.setattr(kv, "commit", second_fails)
+    result = CliRunner().invoke(policy.ctl.main.cli, ["apply", "-f", str(_many_sets(tmp_path, 150))])
+    assert result.exit_code == 1 and calls == [128, 22]
+    assert "only the first 128 of 150 resources were written" in result.output
+    assert "Traceback" not in result.output

@@ -20,7 +20,7 @@ spec:
   mac: EE:EE:EE:EE:EE:01
   ipNetworks: [198.19.1.1, "fd00:19:1::1/128"]
   profiles: [kns.prod]
-  ports: [{{name: http, port: 80, protocol: tcp}}]
+  ports: [{{name: http, port: 80, protocol: TCP}}]
   serviceAccountName: web
 """
 
@@ -115,7 +115,8 @@ GOOD = "apiVersion: calyx.io/v1\nkind: Node\nmetadata: {name: n1}\n---\n"
             GOOD + "apiVersion: calyx.io/v1\nkind: Node\nmetadata: {name: n2}\nspec: {bgp: {asNumber: 0}}\n",
             "spec.bgp.asNumber: Input should be greater than or equal to 1",
         ),
-        (GOOD + "- just a list\n", "document 2: expected a mapping"),
+        (GOOD + "just a string\n", "document 2: expected a mapping"),
+        (GOOD + "- just a list\n", "document 2, item 1: expected a mapping"),
     ],
 )
 def test_bad_documents_name_file_document_and_field(text, expected):

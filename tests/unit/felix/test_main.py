@@ -1,0 +1,89 @@
+"""felix's command: a health port that is taken (or an address that is not this host's) is a
+one-line error and exit 1, not an OSError traceback; nothing runs."""
+
+import os
+import socket
+from types import SimpleNamespace
+
+import pytest
+from click.testing import CliRunner
+from prometheus_client import CollectorRegistry
+
+import felix.main
+from felix.health import Status
+from policy.runtime.run_dir import hold_run_dir
+from tests.fakes import FakeKV
+
+
+class StubAgent:
+    runs = 0
+
+    def __init__(self, config, kv, kernel, nft):
+        self.status = Status()
+        self.loop = SimpleNamespace(stop=lambda: None, liveness=lambda: (True, {}))
+        self.metrics = SimpleNamespace(registry=CollectorRegistry())
+
+    def run(self):
+        StubAgent.runs += 1
+
+
+class StubKernel:
+    closed = 0
+
+    def close(self):
+        StubKernel.closed += 1
+
+
+@pytest.fixture
+def stubs(monkeypatch, tmp_path):
+    StubAgent.runs = StubKernel.closed = 0
+    monkeypatch.setenv("CALYX_RUN_DIR", str(tmp_path / "run"))  # never the host's /run/calyx
+    kv = FakeKV()
+    monkeypatch.setattr(felix.main, "EtcdKV", lambda settings: kv)
+    monkeypatch.setattr(felix.main, "Agent", StubAgent)
+    monkeypatch.setattr(felix.main, "NetlinkKernel", StubKernel)
+    monkeypatch.setattr(felix.main, "LibNftables", lambda: None)
+    monkeypatch.setattr(felix.main.signal, "signal", lambda *args: None)
+
+
+def felix_cli(*args):
+    return CliRunner().invoke(felix.main.cli, ["--node-name", "n1", *args], env={"CALYX_HEALTH_PORT": None})
+
+
+def test_a_health_port_already_taken_is_a_clean_error_and_exit_1(stubs):
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen(1)
+        port = holder.getsockname()[1]
+        result = felix_cli("--health-host", "127.0.0.1", "--health-port", str(port))
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit) and "Traceback" not in result.output
+    assert f"Error: cannot serve /livez, /readyz and /metrics on 127.0.0.1:{port}: Address already in use" in (
+        result.output
+    )
+    assert "--health-port" in result.output
+    assert StubAgent.runs == 0 and StubKernel.closed == 1
+
+
+def test_a_health_address_this_host_does_not_have_is_a_clean_error(stubs):
+    result = felix_cli("--health-host", "192.0.2.123", "--health-port", "9099")
+    assert result.exit_code == 1, result.output
+    assert "cannot serve /livez, /readyz and /metrics on 192.0.2.123:9099" in result.output
+    assert "check --health-host" in result.output and "Traceback" not in result.output
+
+
+def test_the_agent_runs_with_the_server_off(stubs):
+    result = felix_cli("--health-port", "0")
+    assert result.exit_code == 0, result.output
+    assert StubAgent.runs == 1
+
+
+def test_a_second_felix_on_the_same_run_directory_is_refused(stubs, tmp_path):
+    lock = hold_run_dir(tmp_path / "run")
+    try:
+        result = felix_cli("--health-port", "0")
+    finally:
+        lock.close()
+    assert result.exit_code == 1 and StubAgent.runs == 0
+    assert f"Error: run directory {tmp_path / 'run'} is in use by another process (pid {os.getpid()})" in result.output
+    assert felix_cli("--health-port", "0").exit_code == 0 and StubAgent.runs == 1
