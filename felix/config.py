@@ -48,7 +48,22 @@ RUN_DIR_OPTION = setting(
     show_default=True,
     help="Locked while felix runs, so a second felix on this host is refused (one per node's kernel).",
 )
-AGENT_OPTIONS = [NODE_NAME_OPTION, *daemon_options("CALYX_", 9099), *HOST_ACCESS_OPTIONS, RUN_DIR_OPTION]
+DEFAULT_NODENAME_FILE = Path("/var/lib/calyx/nodename")
+NODENAME_FILE_OPTION = setting(
+    "--nodename-file",
+    envvar="CALYX_NODENAME_FILE",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=DEFAULT_NODENAME_FILE,
+    show_default=True,
+    help="Where felix records its node name at start, for calyx-cni to name endpoints after this node.",
+)
+AGENT_OPTIONS = [
+    NODE_NAME_OPTION,
+    *daemon_options("CALYX_", 9099),
+    *HOST_ACCESS_OPTIONS,
+    RUN_DIR_OPTION,
+    NODENAME_FILE_OPTION,
+]
 
 
 @dataclass(frozen=True)
@@ -63,3 +78,4 @@ class AgentConfig:
     log_level: str = "INFO"
     host_access: HostAccess = DEFAULT_HOST_ACCESS
     run_dir: Path = Path("/run/calyx/felix")
+    nodename_file: Path = DEFAULT_NODENAME_FILE

@@ -2,7 +2,9 @@
 
 import functools
 import logging
+import os
 import signal
+from pathlib import Path
 
 import click
 
@@ -35,6 +37,7 @@ def cli(
     default_endpoint_to_host_action,
     endpoint_to_host_allow,
     run_dir,
+    nodename_file,
     etcd_prefix,
     **etcd,
 ):
@@ -52,6 +55,7 @@ def cli(
             log_level,
             HostAccess(default_endpoint_to_host_action, endpoint_to_host_allow),
             run_dir,
+            nodename_file,
         )
         kv = EtcdKV(config.etcd)
     except ValueError as exc:
@@ -62,9 +66,25 @@ def cli(
         kv.close()
         raise click.ClickException(str(exc)) from None
     try:
+        record_node_name(config.nodename_file, config.node_name)
+    except OSError as exc:
+        lock.close()
+        kv.close()
+        raise click.ClickException(
+            f"cannot record the node name in {config.nodename_file} (--nodename-file): {exc}"
+        ) from None
+    try:
         _run_agent(config, kv)
     finally:
         lock.close()
+
+
+def record_node_name(path: Path, node_name: str) -> None:
+    """Write the node name where calyx-cni looks for it (atomically: a plugin never reads half)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(node_name)
+    os.replace(tmp, path)
 
 
 def _run_agent(config: AgentConfig, kv: EtcdKV) -> None:

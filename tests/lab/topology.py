@@ -129,6 +129,14 @@ class Lab:
         netns.in_ns(self.fabric, "ip", "-6", "route", "add", f"fd00:19:{i}::/64", "via", f"fd00:18:{i}::2")
         self.nodes[name] = Node(name, i, ns, f"198.18.{i}.2")
 
+    def add_fabric_host(self, index: int) -> str:
+        """A namespace on its own fabric link, 198.18.<index>.2 and fd00:18:<index>::2: an address
+        outside every workload range (a NetworkSet's range, a destination beyond the pools)."""
+        ns = self._ns(f"host{index}")
+        self._add_ns(ns)
+        self._link(ns, index)
+        return ns
+
     def _add_ns(self, ns: str) -> None:
         netns.add(ns)
         self.namespaces.append(ns)
@@ -270,11 +278,17 @@ class Lab:
             *self.etcd_flags(),
             "--run-dir",
             str(self.dir / node / "felix"),  # nodes share the host's filesystem: each its own
+            "--nodename-file",
+            str(self.nodename_file(node)),
             *self.felix_args,
             *extra,
         ]
         n.felix = self._daemon(f"felix-{node}", cmd)
         return n.felix
+
+    def nodename_file(self, node: str) -> Path:
+        """Where the node's felix records its name (the host's /var/lib/calyx is not the lab's)."""
+        return self.dir / node / "nodename"
 
     def stop_felix(self, node: str) -> None:
         daemon = self.nodes[node].felix

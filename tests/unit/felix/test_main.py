@@ -38,6 +38,7 @@ class StubKernel:
 def stubs(monkeypatch, tmp_path):
     StubAgent.runs = StubKernel.closed = 0
     monkeypatch.setenv("CALYX_RUN_DIR", str(tmp_path / "run"))  # never the host's /run/calyx
+    monkeypatch.setenv("CALYX_NODENAME_FILE", str(tmp_path / "lib" / "nodename"))  # nor /var/lib/calyx
     kv = FakeKV()
     monkeypatch.setattr(felix.main, "EtcdKV", lambda settings: kv)
     monkeypatch.setattr(felix.main, "Agent", StubAgent)
@@ -87,3 +88,15 @@ def test_a_second_felix_on_the_same_run_directory_is_refused(stubs, tmp_path):
     assert result.exit_code == 1 and StubAgent.runs == 0
     assert f"Error: run directory {tmp_path / 'run'} is in use by another process (pid {os.getpid()})" in result.output
     assert felix_cli("--health-port", "0").exit_code == 0 and StubAgent.runs == 1
+
+
+def test_felix_records_its_node_name_for_the_cni_plugin(stubs, tmp_path):
+    assert felix_cli("--health-port", "0").exit_code == 0
+    assert (tmp_path / "lib" / "nodename").read_text() == "n1"
+
+
+def test_a_node_name_file_that_cannot_be_written_is_a_clean_error(stubs, tmp_path):
+    (tmp_path / "lib").write_text("a file where the directory should be")
+    result = felix_cli("--health-port", "0")
+    assert result.exit_code == 1 and StubAgent.runs == 0
+    assert f"cannot record the node name in {tmp_path / 'lib' / 'nodename'} (--nodename-file)" in result.output
