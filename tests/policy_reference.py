@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from policy.compiler.labels import namespace_matches
 from policy.model.policies import GlobalNetworkPolicy, GlobalNetworkSet, NetworkPolicy, NetworkSet, Profile, Tier
-from policy.model.resources import Namespace, WorkloadEndpoint
+from policy.model.resources import NAMESPACE_LABEL, Namespace, WorkloadEndpoint, endpoint_labels, namespace_labels
 from policy.model.rules import PROTOCOL_NUMBERS, EntityRule, Rule
 from policy.model.selector import parse_selector
 
@@ -31,7 +31,7 @@ class Reference:
         self.policies = [r for r in resources if isinstance(r, (NetworkPolicy, GlobalNetworkPolicy))]
         self.tiers = {r.name: r for r in resources if isinstance(r, Tier)}
         self.profiles = {r.name: r for r in resources if isinstance(r, Profile)}
-        self.namespaces = {r.name: dict(r.metadata.labels) for r in resources if isinstance(r, Namespace)}
+        self.namespaces = {r.name: namespace_labels(r) for r in resources if isinstance(r, Namespace)}
 
     def allowed(self, src: WorkloadEndpoint, dst: WorkloadEndpoint, packet: Packet) -> bool:
         if src is dst:
@@ -46,10 +46,10 @@ class Reference:
                 if name in self.profiles:
                     labels.update(self.profiles[name].spec.labelsToApply)
         labels.update(item.metadata.labels)
+        if isinstance(item, WorkloadEndpoint):
+            return endpoint_labels(labels, item.namespace or "", item.spec.orchestrator, item.spec.serviceAccountName)
         if item.namespace:
-            labels["projectcalico.org/namespace"] = item.namespace
-        if isinstance(item, WorkloadEndpoint) and item.spec.serviceAccountName:
-            labels["projectcalico.org/serviceaccount"] = item.spec.serviceAccountName
+            labels[NAMESPACE_LABEL] = item.namespace
         return labels
 
     def _in_scope(self, item, namespace_selector: str | None, namespace: str | None) -> bool:
@@ -81,24 +81,23 @@ class Reference:
             return False
         if any(ip in ipaddress.ip_network(n) for n in entity.notNets):
             return False
-        if entity.selector or entity.namespaceSelector or (entity.serviceAccounts and entity.serviceAccounts.names):
-            terms = [f"({entity.selector})"] if entity.selector else []
-            if entity.serviceAccounts and entity.serviceAccounts.names:
-                names = ", ".join(f"'{n}'" for n in entity.serviceAccounts.names)
-                terms.append(f"projectcalico.org/serviceaccount in {{{names}}}")
-            if not self._address_in(
-                address, self._selected(" && ".join(terms) or "all()", entity.namespaceSelector, namespace)
-            ):
-                return False
+        # Calico: in a namespaced policy any selector field, notSelector too, limits the side to
+        # the policy's namespace (or to namespaceSelector's namespaces).
+        terms = [f"({entity.selector})"] if entity.selector else []
+        if entity.serviceAccounts and entity.serviceAccounts.names:
+            names = ", ".join(f"'{n}'" for n in entity.serviceAccounts.names)
+            terms.append(f"projectcalico.org/serviceaccount in {{{names}}}")
+        limited = terms or entity.namespaceSelector is not None or (entity.notSelector and namespace is not None)
+        positive = self._selected(" && ".join(terms) or "all()", entity.namespaceSelector, namespace)
+        if limited and not self._address_in(address, positive):
+            return False
         if entity.notSelector and self._address_in(
             address, self._selected(entity.notSelector, entity.namespaceSelector, namespace)
         ):
             return False
-        scope = [
-            e
-            for e in self._selected(entity.selector or "all()", entity.namespaceSelector, namespace)
-            if isinstance(e, WorkloadEndpoint)
-        ]
+        # A named port means the endpoints the side selects, or with no selector field every
+        # endpoint of every namespace (Kubernetes: a rule without peers).
+        scope = [e for e in (positive if limited else self.endpoints) if isinstance(e, WorkloadEndpoint)]
         if entity.ports and not any(self._port_matches(p, address, port, protocol, scope) for p in entity.ports):
             return False
         return not any(self._port_matches(p, address, port, protocol, scope) for p in entity.notPorts)

@@ -12,17 +12,16 @@ from dataclasses import dataclass
 
 from policy.compiler.endpoints import EndpointView, endpoint_chain
 from policy.compiler.labels import Item, LabelIndex
-from policy.compiler.matches import SERVICE_ACCOUNT_LABEL, compile_rule
+from policy.compiler.matches import compile_rule
 from policy.compiler.ruleset import DEFAULT_HOST_ACCESS, KNOWN_INTERFACES, HostAccess, Ruleset, SetDef, interface_sets
 from policy.compiler.sets import Selection, SetSpec, collapse
 from policy.model.policies import GlobalNetworkSet, NetworkPolicy, NetworkSet, Policy, Profile, Tier
-from policy.model.resources import Namespace, WorkloadEndpoint
+from policy.model.resources import NAMESPACE_LABEL, Namespace, WorkloadEndpoint, endpoint_labels, namespace_labels
 from policy.model.rules import PROTOCOL_NUMBERS, Rule
 from policy.model.selector import parse_selector
 
 log = logging.getLogger(__name__)
 
-NAMESPACE_LABEL = "projectcalico.org/namespace"
 BULK = 64  # more changed items than this: re-evaluate selections wholesale, by set algebra
 DIRECTIONS = {"Ingress": "in", "Egress": "out"}
 
@@ -44,6 +43,7 @@ class EndpointFacts:
     profiles: tuple[str, ...]
     ports: tuple[tuple[str, int, int], ...]  # (name, protocol number, port)
     service_account: str | None
+    orchestrator: str | None
 
     @classmethod
     def of(cls, endpoint: WorkloadEndpoint) -> "EndpointFacts":
@@ -57,6 +57,7 @@ class EndpointFacts:
             tuple(sys.intern(p) for p in spec.profiles),
             tuple((p.name, PROTOCOL_NUMBERS[p.protocol], p.port) for p in spec.ports),
             spec.serviceAccountName,
+            spec.orchestrator,
         )
 
 
@@ -159,7 +160,7 @@ class PolicyCompiler:
         if namespace is None:
             self._namespaces.pop(name, None)
         else:
-            self._namespaces[name] = dict(namespace.metadata.labels)
+            self._namespaces[name] = namespace_labels(namespace)
         self._namespaces_changed = True
 
     def set_tier(self, name: str, tier: Tier | None) -> None:
@@ -266,10 +267,7 @@ class PolicyCompiler:
                 if profile in self._profiles:
                     labels.update(self._profiles[profile].spec.labelsToApply)
             labels.update(ep.labels)
-            labels[NAMESPACE_LABEL] = ep.namespace
-            if ep.service_account:
-                labels[SERVICE_ACCOUNT_LABEL] = ep.service_account
-            return Item(labels, ep.namespace)
+            return Item(endpoint_labels(labels, ep.namespace, ep.orchestrator, ep.service_account), ep.namespace)
         if key in self._netsets:
             netset = self._netsets[key]
             labels = dict(netset.metadata.labels)

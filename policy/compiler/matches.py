@@ -7,13 +7,13 @@ from collections.abc import Callable
 from itertools import product
 
 from policy.compiler.sets import Selection, SetSpec
+from policy.model.resources import SERVICE_ACCOUNT_LABEL
 from policy.model.rules import PROTOCOL_NUMBERS, EntityRule, ICMPMatch, Rule
 
 ACCEPT_MARK = 0x10000
 PASS_MARK = 0x20000
 MARK = {"meta": {"key": "mark"}}
 L4PROTO = {"meta": {"key": "l4proto"}}
-SERVICE_ACCOUNT_LABEL = "projectcalico.org/serviceaccount"
 _FAMILY = {4: "ip", 6: "ip6"}
 _NFPROTO = {4: "ipv4", 6: "ipv6"}
 
@@ -71,14 +71,26 @@ def _port_values(ports: list) -> list:
     return values
 
 
-def _selection(entity: EntityRule, selector: str | None, namespace: str | None) -> Selection | None:
-    terms = [f"({selector})"] if selector else []
+def _selection(entity: EntityRule, namespace: str | None) -> Selection | None:
+    """What one side's selector fields pick, as Calico forms a rule's selector: `selector` and
+    service accounts ANDed, in the namespaces `namespaceSelector` picks, else (a namespaced
+    policy) in its own namespace as soon as any selector field is used, `notSelector` included.
+    None when nothing limits the side to endpoints and network sets."""
+    terms = [f"({entity.selector})"] if entity.selector else []
     if entity.serviceAccounts and entity.serviceAccounts.names:
         names = ", ".join(f"'{n}'" for n in sorted(set(entity.serviceAccounts.names)))
         terms.append(f"{SERVICE_ACCOUNT_LABEL} in {{{names}}}")
-    if not terms and entity.namespaceSelector is None:
+    scoped = entity.namespaceSelector is not None or (entity.notSelector is not None and namespace is not None)
+    if not terms and not scoped:
         return None
     return Selection(" && ".join(terms) or "all()", entity.namespaceSelector, namespace)
+
+
+def named_scope(entity: EntityRule, namespace: str | None) -> Selection:
+    """The endpoints whose named ports a side's named port means: those its selector fields
+    pick, and with none, every endpoint of every namespace (Calico's `all()`, and Kubernetes'
+    meaning of a named port in a rule without peers), whatever the policy's namespace."""
+    return _selection(entity, namespace) or Selection("all()")
 
 
 def _family_specific(rule: Rule) -> bool:
@@ -127,17 +139,17 @@ def _side(
             common.append(
                 match(_address(family, side), "@" + want(SetSpec(family, nets=tuple(sorted(not_nets)))), "!=")
             )
-        selection = _selection(entity, entity.selector, namespace)
+        selection = _selection(entity, namespace)
         if selection:
             common.append(match(_address(family, side), "@" + want(SetSpec(family, selection))))
         if entity.notSelector:
             excluded = Selection(entity.notSelector, entity.namespaceSelector, namespace)
             common.append(match(_address(family, side), "@" + want(SetSpec(family, excluded)), "!="))
-    named_scope = _selection(entity, entity.selector, namespace) or Selection("all()", None, namespace)
+    scope = named_scope(entity, namespace)
 
     def named_port_match(name: str, op: str) -> Expr:
         assert family is not None  # a named port makes the rule family-specific (_family_specific)
-        spec = SetSpec(family, named_scope, port_name=name, protocol=protocol)
+        spec = SetSpec(family, scope, port_name=name, protocol=protocol)
         return match({"concat": [_address(family, side), L4PROTO, _port(side)]}, "@" + want(spec), op)
 
     numbers = [p for p in entity.notPorts if isinstance(p, int) or ":" in p]

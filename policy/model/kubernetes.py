@@ -2,7 +2,10 @@
 
 Peers are ORed (one rule each) and the parts of one peer ANDed; each port protocol gets its own
 rule; a port without protocol is TCP; `from`/`to` missing or empty means everyone; policyTypes
-defaults to Ingress, plus Egress when egress rules are given."""
+defaults to Ingress, plus Egress when egress rules are given. A peer's pod and namespace
+selectors pick workload endpoints only, never network sets: Calico adds
+`projectcalico.org/orchestrator == 'k8s'`; Calyx adds `has(projectcalico.org/orchestrator)`,
+which every endpoint carries and no network set may (docs/decisions.md)."""
 
 from typing import Literal
 
@@ -10,11 +13,13 @@ from pydantic import Field, model_validator
 
 from policy.model.base import Model
 from policy.model.fields import IPNetwork, LabelKey, Labels, LabelValues, ResourceName, StringMap
+from policy.model.resources import ORCHESTRATOR_LABEL
 from policy.model.rules import Port
 
 KUBERNETES_NETWORKING_API_VERSION = "networking.k8s.io/v1"
 NAME_PREFIX = "knp.default."
 ORDER = 1000.0
+PODS_ONLY = f"has({ORCHESTRATOR_LABEL})"
 
 
 class LabelSelectorRequirement(Model):
@@ -122,7 +127,8 @@ def _peer_entity(peer: Peer | None) -> dict:
         return {}
     if peer.ipBlock:
         return {"nets": [peer.ipBlock.cidr], **({"notNets": peer.ipBlock.except_} if peer.ipBlock.except_ else {})}
-    entity = {"selector": selector_text(peer.podSelector) if peer.podSelector else "all()"}
+    pods = selector_text(peer.podSelector) if peer.podSelector else "all()"
+    entity = {"selector": PODS_ONLY if pods == "all()" else f"{PODS_ONLY} && {pods}"}
     if peer.namespaceSelector is not None:
         entity["namespaceSelector"] = selector_text(peer.namespaceSelector)
     return entity

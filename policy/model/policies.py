@@ -6,7 +6,7 @@ from pydantic import Field, model_validator
 
 from policy.model.base import Model
 from policy.model.fields import IPNetwork, Labels, ResourceName
-from policy.model.resources import Resource
+from policy.model.resources import NAMESPACE_LABEL, ORCHESTRATOR_LABEL, Resource
 from policy.model.rules import Rule, SelectorText
 
 DEFAULT_TIER = "default"
@@ -85,6 +85,15 @@ class NetworkSetSpec(Model):
     nets: list[IPNetwork] = Field(default_factory=list)
 
 
+def _no_calyx_labels(resource):
+    """A network set with Calyx's own labels could pass for another namespace's members or, with
+    the orchestrator label, for pods (Kubernetes peers select `has(projectcalico.org/orchestrator)`)."""
+    for label in (NAMESPACE_LABEL, ORCHESTRATOR_LABEL):
+        if label in resource.metadata.labels:
+            raise ValueError(f"metadata.labels: {label} is set by Calyx on workload endpoints, not a network set label")
+    return resource
+
+
 class NetworkSet(Resource):
     plural: ClassVar[str] = "networksets"
     namespaced: ClassVar[bool] = True
@@ -92,6 +101,8 @@ class NetworkSet(Resource):
 
     kind: Literal["NetworkSet"] = "NetworkSet"
     spec: NetworkSetSpec = Field(default_factory=NetworkSetSpec)
+
+    _labels_ours = model_validator(mode="after")(_no_calyx_labels)
 
 
 class GlobalNetworkSet(Resource):
@@ -101,6 +112,8 @@ class GlobalNetworkSet(Resource):
 
     kind: Literal["GlobalNetworkSet"] = "GlobalNetworkSet"
     spec: NetworkSetSpec = Field(default_factory=NetworkSetSpec)
+
+    _labels_ours = model_validator(mode="after")(_no_calyx_labels)
 
 
 class ProfileSpec(Model):

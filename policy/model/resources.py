@@ -1,5 +1,6 @@
 """The resource kinds, with Calico v3 field names so Calico YAML converts by apiVersion alone."""
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, ClassVar, Final, Literal
 
 from pydantic import Field, field_validator
@@ -23,6 +24,11 @@ from policy.model.fields import (
 API_VERSION: Final = "calyx.io/v1"
 CALICO_API_VERSION = "projectcalico.org/v3"
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
+# Labels Calyx sets itself, as Calico does, for selectors to match on (never taken from input):
+NAMESPACE_LABEL = "projectcalico.org/namespace"  # endpoints and network sets: their namespace
+ORCHESTRATOR_LABEL = "projectcalico.org/orchestrator"  # endpoints only: spec.orchestrator ("" if unset)
+SERVICE_ACCOUNT_LABEL = "projectcalico.org/serviceaccount"  # endpoints with spec.serviceAccountName
+CALICO_NAMESPACE_NAME_LABEL = "projectcalico.org/name"  # namespaces: their name
 
 
 class Metadata(Model):
@@ -141,3 +147,26 @@ class Namespace(Resource):
 
     kind: Literal["Namespace"] = "Namespace"
     spec: NamespaceSpec = Field(default_factory=NamespaceSpec)
+
+
+def namespace_labels(namespace: Namespace) -> dict[str, str]:
+    """What a namespaceSelector sees: the namespace's labels and its name under the keys
+    Kubernetes and Calico give it (`kubernetes.io/metadata.name`, `projectcalico.org/name`)."""
+    return {
+        **namespace.metadata.labels,
+        NAMESPACE_NAME_LABEL: namespace.name,
+        CALICO_NAMESPACE_NAME_LABEL: namespace.name,
+    }
+
+
+def endpoint_labels(
+    labels: Mapping[str, str], namespace: str, orchestrator: str | None, service_account: str | None
+) -> dict[str, str]:
+    """What a selector sees of a workload endpoint: its labels (over its profiles' labelsToApply,
+    already in `labels`), then Calyx's own, which always win: namespace and orchestrator, and the
+    service account when it has one. Every endpoint carries the orchestrator label, network sets
+    never do, so `has(projectcalico.org/orchestrator)` means "a workload endpoint"."""
+    effective = {**labels, NAMESPACE_LABEL: namespace, ORCHESTRATOR_LABEL: orchestrator or ""}
+    if service_account:
+        effective[SERVICE_ACCOUNT_LABEL] = service_account
+    return effective

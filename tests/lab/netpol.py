@@ -107,6 +107,12 @@ class PolicyLab:
         for node in self.lab.nodes:
             self.lab.wait_programmed(node, revision, timeout=20)
 
+    def reachable_from(self, namespace: str, pods: list[str], port: int = 80, proto: str = "tcp") -> dict[str, bool]:
+        """pod -> reachable from a namespace outside the model (a fabric host), over IPv4."""
+        targets = [[self.pods[pod].ip, port, proto] for pod in pods]
+        out = netns.in_ns(namespace, "python3", PROBE, "probe", str(PROBE_TIMEOUT), json.dumps(targets), timeout=30)
+        return dict(zip(pods, json.loads(out.stdout), strict=True))
+
     def matrix(self, port: int = 80, proto: str = "tcp", family: int = 4) -> dict[tuple[str, str], bool]:
         """(from, to) -> reachable, probing all 81 pairs in parallel."""
         names = pod_names()
