@@ -6,7 +6,7 @@ APT_PACKAGES := etcd-server etcd-client nftables python3-nftables bird2 exabgp i
                 openssl procps python3-venv python3-yaml
 STAMP := $(VENV)/.calyx-installed
 
-.PHONY: setup test lint unit integration demo demo-down bench clean
+.PHONY: setup test lint unit integration demo demo-down bench clean manifests
 
 setup: $(STAMP)
 
@@ -48,6 +48,10 @@ bench: setup
 	$(PY) -m tests.bench.bench_policy
 	$(PY) -m tests.bench.bench_bgp
 	$(PY) -m tests.bench.bench_documents
+
+# calyx.yaml is generated from manifests/parts/ (a unit test checks the committed file is current).
+manifests: setup
+	$(PY) manifests/generate.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis *.egg-info
