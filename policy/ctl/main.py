@@ -9,9 +9,11 @@ import click
 import yaml
 
 from policy.ctl.errors import run_datastore as _run
+from policy.ctl.explain import MAX_CHECKS, dry_run_summary, explain, flow_summary, read_state
 from policy.ctl.ipam import ipam
 from policy.ctl.node import node
 from policy.ctl.output import redacted, render, to_document
+from policy.ctl.reachability import reachability
 from policy.datastore.etcd import EtcdKV
 from policy.datastore.keys import key_of, parse_status_key, status_root
 from policy.datastore.store import MAX_TXN_OPS, NotFound, Ref, ResourceStore, WriteMode, transactions_for
@@ -168,7 +170,10 @@ def _write_command(name: str, mode: WriteMode, verb: str, doc: str):
     def command(ctx: Context, paths, namespace, dry_run):
         resources = _load(paths, namespace)
         if dry_run:
-            for line in _run(lambda: _dry_run(ctx.store, resources, mode)):
+            lines = _run(lambda: _dry_run(ctx.store, resources, mode))
+            if any(not line.endswith("unchanged (dry run)") for line in lines):
+                lines += dry_run_summary(read_state(ctx.store), resources)
+            for line in lines:
                 click.echo(line)
             return
         _run(lambda: ctx.store.write(resources, mode))
@@ -206,8 +211,15 @@ _show_secrets_option = click.option(
 @_file_option
 @_namespace_option
 @_show_secrets_option
+@click.option(
+    "--flows",
+    "with_flows",
+    is_flag=True,
+    help="Also list the flows the change opens and closes; exit 1 if it opens any.",
+)
+@click.option("--max-checks", type=click.IntRange(1), default=MAX_CHECKS, show_default=True, help="Bound for --flows.")
 @click.pass_obj
-def diff(ctx: Context, paths, namespace, show_secrets):
+def diff(ctx: Context, paths, namespace, show_secrets, with_flows, max_checks):
     """Show what applying the files would change, as a unified diff per resource."""
     resources = _load(paths, namespace)
     changed = 0
@@ -231,6 +243,12 @@ def diff(ctx: Context, paths, namespace, show_secrets):
             )
         )
     click.echo(f"{changed} of {len(resources)} resources would change")
+    if with_flows:
+        lines, opened = flow_summary(read_state(ctx.store), resources, max_checks)
+        for line in lines:
+            click.echo(line)
+        if opened:
+            click.get_current_context().exit(1)
 
 
 def _policy_status(store: ResourceStore) -> dict[str, str]:
@@ -312,6 +330,8 @@ def delete(ctx: Context, kind, names, paths, namespace):
 
 cli.add_command(ipam)
 cli.add_command(node)
+cli.add_command(explain)
+cli.add_command(reachability)
 
 
 def main():

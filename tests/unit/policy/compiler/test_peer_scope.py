@@ -6,9 +6,10 @@ import pytest
 
 from policy.compiler.compiler import PolicyCompiler
 from policy.datastore.keys import key_of
+from policy.evaluate.evaluator import Evaluator
+from policy.evaluate.rules import Packet
 from policy.model.documents import DocumentError
 from tests.policy_model import PREFIX, compile_all, docs
-from tests.policy_reference import Packet, Reference
 
 MODEL = """\
 apiVersion: v1
@@ -52,6 +53,10 @@ spec: {nets: [198.51.100.0/24]}
 ADDRESSES = {"x/a": "10.0.0.1", "y/b": "10.0.0.2", "x/c": "10.0.0.3"}
 
 
+def _endpoint(evaluator: Evaluator, name: str):
+    return next(m for m in evaluator.universe.endpoints if m.name == name)
+
+
 def _elements(compiler: PolicyCompiler, resource, kind: str) -> set:
     """Every element of the `kind` sets (sel4, port4...) one policy's chains use."""
     ruleset = compiler.ruleset()
@@ -61,7 +66,7 @@ def _elements(compiler: PolicyCompiler, resource, kind: str) -> set:
 
 def _with(policy: str):
     resources = docs(MODEL + "---\n" + policy)
-    return compile_all(resources), resources[-1], Reference(resources)
+    return compile_all(resources), resources[-1], Evaluator(resources)
 
 
 def _knp(spec: str) -> str:
@@ -79,9 +84,9 @@ def test_kubernetes_pod_and_namespace_peers_admit_pods_but_never_network_sets(pe
     compiler, policy, reference = _with(_knp(f"  ingress: [{{from: [{peer}]}}]\n"))
     sources = _elements(compiler, policy, "sel4")
     assert sources and sources <= set(ADDRESSES.values())
-    target = reference.endpoints[0]
+    target = _endpoint(reference, "x/a")
     for outside in ("192.0.2.7", "198.51.100.7"):
-        assert not reference._decide(target, "Ingress", Packet(outside, "10.0.0.1", 6, 80))
+        assert not reference.decide(target, "Ingress", Packet(outside, "10.0.0.1", 6, 80)).allowed
 
 
 def test_a_calico_rule_selector_still_picks_network_sets():
@@ -155,10 +160,11 @@ def test_named_port_means_the_peers_endpoints_or_every_endpoint_of_every_namespa
 
 def test_egress_named_port_without_to_reaches_that_port_on_pods_of_other_namespaces():
     _, _, reference = _with(_knp("  egress: [{ports: [{port: serve}]}]\n"))
-    source = reference.endpoints[0]
-    other_namespace = reference.endpoints[1]
-    assert reference.allowed(source, other_namespace, Packet("10.0.0.1", "10.0.0.2", 6, 81))
-    assert not reference.allowed(source, other_namespace, Packet("10.0.0.1", "10.0.0.2", 6, 80))
+    source = reference.endpoint_peer(_endpoint(reference, "x/a"))
+    other_namespace = reference.endpoint_peer(_endpoint(reference, "y/b"))
+    assert source and other_namespace
+    assert reference.flow(source, other_namespace, Packet("10.0.0.1", "10.0.0.2", 6, 81)).allowed
+    assert not reference.flow(source, other_namespace, Packet("10.0.0.1", "10.0.0.2", 6, 80)).allowed
 
 
 def test_not_selector_alone_in_a_namespaced_policy_matches_only_its_own_namespace():
@@ -169,7 +175,7 @@ def test_not_selector_alone_in_a_namespaced_policy_matches_only_its_own_namespac
     compiler, policy, reference = _with(text)
     # x's endpoints and network set (what it may be), and x/c (what it may not)
     assert _elements(compiler, policy, "sel4") == {"10.0.0.1", "10.0.0.3", "192.0.2.0/24"}
-    target = reference.endpoints[0]
-    assert not reference._decide(target, "Ingress", Packet("10.0.0.2", "10.0.0.1", 6, 80))  # another namespace
-    assert not reference._decide(target, "Ingress", Packet("203.0.113.9", "10.0.0.1", 6, 80))  # outside
-    assert reference._decide(target, "Ingress", Packet("192.0.2.9", "10.0.0.1", 6, 80))  # x's network set
+    target = _endpoint(reference, "x/a")
+    assert not reference.decide(target, "Ingress", Packet("10.0.0.2", "10.0.0.1", 6, 80)).allowed  # another namespace
+    assert not reference.decide(target, "Ingress", Packet("203.0.113.9", "10.0.0.1", 6, 80)).allowed  # outside
+    assert reference.decide(target, "Ingress", Packet("192.0.2.9", "10.0.0.1", 6, 80)).allowed  # x's network set
