@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 APT_PACKAGES := etcd-server etcd-client nftables python3-nftables bird2 exabgp iperf3 iproute2 iputils-ping \
-                openssl procps python3-venv python3-yaml
+                openssl procps python3-venv python3-yaml systemd podman
 STAMP := $(VENV)/.calyx-installed
 
 .PHONY: setup test lint unit integration demo demo-down bench clean manifests
