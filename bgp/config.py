@@ -124,6 +124,15 @@ BGP_OPTIONS = [
         "made mode 0700.",
     ),
     setting(
+        "--secrets-dir",
+        envvar="CALYX_BGP_SECRETS_DIR",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=Path("/etc/calyx/secrets"),
+        show_default=True,
+        help="Where a BGP password given as secretKeyRef {name, key} is read from: the file <name>/<key> "
+        "(one trailing newline dropped).",
+    ),
+    setting(
         "--exabgp",
         "exabgp_path",
         envvar="CALYX_EXABGP",
@@ -149,6 +158,7 @@ class BgpConfig:
     graceful_restart_time: int = 120
     hold_time: int = 90
     run_dir: Path = Path("/run/calyx/bgp")
+    secrets_dir: Path = Path("/etc/calyx/secrets")
     exabgp_path: str = "exabgp"
     health_host: str = "0.0.0.0"
     health_port: int = 9098

@@ -15,9 +15,10 @@ from typing import Any
 from bgp.config import BgpConfig
 from bgp.messages import apply_message
 from bgp.metrics import BgpMetrics
-from bgp.plan import BgpState, BlockFacts, Plan, PlanError, compute_plan
+from bgp.plan import BgpState, BlockFacts, Plan, PlanError, compute_plan, secret_refs
 from bgp.rib import LearnedRib
 from bgp.routes import BgpKernel, LearnedRouteDriver
+from bgp.secrets import read_secrets
 from bgp.speaker import SpeakerControl
 from policy.datastore.ipam import Block
 from policy.datastore.keys import resources_root
@@ -77,6 +78,7 @@ class BgpDaemon:
         self._datastore = "ok"  # or why the watch cannot deliver
         self.plan: Plan | None = None
         self.plan_error: str | None = None
+        self._plan_problems: tuple[str, ...] = ()
         self._status = StatusWriter(kv, bgp_status_key(config.etcd_prefix, config.node_name))
         self._published_at = 0.0
         self._next_route_retry = 0.0
@@ -184,8 +186,9 @@ class BgpDaemon:
     # -- reconcile --------------------------------------------------------------------------
     def _reconcile(self) -> None:
         now = self._clock()
+        secrets, unreadable = read_secrets(self.config.secrets_dir, secret_refs(self._state))
         try:
-            plan = compute_plan(self._state, self.config.node_name)
+            plan = compute_plan(self._state, self.config.node_name, secrets)
         except PlanError as exc:
             if self.plan_error != str(exc):
                 log.error("cannot speak BGP: %s", exc)
@@ -193,6 +196,12 @@ class BgpDaemon:
             self._publish(now)
             return
         self.plan, self.plan_error = plan, None
+        if plan.problems != self._plan_problems:
+            for problem in plan.problems:
+                log.error("%s", problem)
+            for (name, key), why in unreadable.items():
+                log.error("password secret %s/%s: %s", name, key, why)
+            self._plan_problems = plan.problems
         if self._speaker.exited() or self._speaker.outdated(plan):
             self._speaker_lost(replaced=not self._speaker.exited())
         for peer in self._speaker.reconcile(plan, now, self._wall()):
@@ -243,6 +252,7 @@ class BgpDaemon:
             "asNumber": plan.speaker.as_number if plan else None,
             "routerID": plan.speaker.router_id if plan else None,
             "error": self.plan_error,
+            "problems": list(self.plan.problems) if self.plan else [],
             "exabgp": {"running": speaker.running, "restarts": max(0, speaker.starts - 1)},
             "announced": len(speaker.announced),
             "installed": len(self._routes.learned),

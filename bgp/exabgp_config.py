@@ -7,7 +7,7 @@ import ipaddress
 import re
 from collections.abc import Iterable
 
-from bgp.plan import Peer, Speaker
+from bgp.plan import BGP_PORT, Peer, Speaker
 from policy.model.bgp import REDACTED
 
 PROCESS = "calyx"
@@ -31,7 +31,7 @@ def _neighbor(speaker: Speaker, peer: Peer, graceful_restart: int, hold_time: in
         f"neighbor {peer.address} {{",
         f'    description "{peer.name}";',
         f"    router-id {speaker.router_id};",
-        f"    local-as {speaker.as_number};",
+        f"    local-as {peer.local_as or speaker.as_number};",
         f"    peer-as {peer.as_number};",
         f"    hold-time {hold_time};",
         "    group-updates true;",
@@ -39,12 +39,16 @@ def _neighbor(speaker: Speaker, peer: Peer, graceful_restart: int, hold_time: in
     ]  # End-of-RIB only once calyx-bgp has announced everything
     if peer.local_address:
         lines.append(f"    local-address {peer.local_address};")
+    if peer.port != BGP_PORT:
+        lines.append(f"    connect {peer.port};")
+    if peer.ttl_security:  # GTSM (RFC 5082): send at 255, accept no less than 255 - (hops - 1)
+        lines += ["    outgoing-ttl 255;", f"    incoming-ttl {256 - peer.ttl_security};"]
     if peer.passive:
         lines.append("    passive true;")
     if peer.password:
         lines.append(f'    md5-password "{_quoted(peer.password)}";')
     lines += [
-        f"    capability {{ graceful-restart {graceful_restart}; route-refresh enable; }}",
+        f"    capability {{ graceful-restart {peer.restart_time or graceful_restart}; route-refresh enable; }}",
         f"    family {{ {family}; }}",
         f"    api {{ processes [ {PROCESS} ]; neighbor-changes; receive {{ parsed; update; open; }} }}",
         "}",

@@ -56,7 +56,13 @@ COLUMNS = {
         ],
     ),
     BGPConfiguration: (
-        [("ASN", lambda r: str(r.spec.asNumber)), ("MESH", lambda r: str(r.spec.nodeToNodeMeshEnabled).lower())],
+        [
+            ("ASN", lambda r: str(r.spec.asNumber or "")),
+            (
+                "MESH",
+                lambda r: "" if r.spec.nodeToNodeMeshEnabled is None else str(r.spec.nodeToNodeMeshEnabled).lower(),
+            ),
+        ],
         [("ADVERTISEMENTS", lambda r: ",".join(a.cidr for a in r.spec.prefixAdvertisements))],
     ),
     BGPPeer: (
@@ -107,8 +113,8 @@ def redacted(resource: Resource, document: dict, other: Resource | None = None) 
         parent: object = document
         for part in path[:-1]:
             parent = parent.get(part) if isinstance(parent, dict) else None
-        if not isinstance(parent, dict) or path[-1] not in parent:
-            continue
+        if not isinstance(parent, dict) or not isinstance(parent.get(path[-1]), str):
+            continue  # absent, or a reference (secretKeyRef), which is no secret
         changed = other is not None and _value_at(other, path) != _value_at(resource, path)
         parent[path[-1]] = CHANGED if changed else REDACTED
     return document

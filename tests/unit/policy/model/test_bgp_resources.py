@@ -12,7 +12,7 @@ def test_calico_bgp_documents_are_accepted_with_defaults():
         "       prefixAdvertisements: [{cidr: 10.0.0.0/16, communities: [c, '65000:200']}]}\n---\n" + PEER,
         "bgp.yaml",
     )
-    assert config.spec.asNumber == 64512 and not config.spec.nodeToNodeMeshEnabled
+    assert config.spec.asNumber is None and config.spec.nodeToNodeMeshEnabled is False  # the plan fills in 64512
     assert peer.spec.peerIP == "198.18.0.1" and peer.spec.sourceAddress == "UseNodeIP"
 
 
@@ -25,7 +25,6 @@ def test_calico_bgp_documents_are_accepted_with_defaults():
             "spec.asNumber: Input should be less than or equal to 4294967295",
         ),
         ("{peerIP: 198.18.0.300, asNumber: 65001}", "spec.peerIP: '198.18.0.300' is not a valid IP address"),
-        ("{peerIP: 198.18.0.1}", "spec: peerIP needs asNumber"),
         ("{peerIP: 198.18.0.1, asNumber: 1, peerSelector: all()}", "spec: give exactly one of peerIP"),
         ("{peerSelector: 'rr ==', node: n1}", "spec.peerSelector: invalid selector"),
     ],
