@@ -7,7 +7,6 @@ from collections.abc import Callable
 from itertools import product
 
 from policy.compiler.sets import Selection, SetSpec
-from policy.model.resources import SERVICE_ACCOUNT_LABEL
 from policy.model.rules import PROTOCOL_NUMBERS, EntityRule, ICMPMatch, Rule
 
 ACCEPT_MARK = 0x10000
@@ -77,9 +76,8 @@ def _selection(entity: EntityRule, namespace: str | None) -> Selection | None:
     policy) in its own namespace as soon as any selector field is used, `notSelector` included.
     None when nothing limits the side to endpoints and network sets."""
     terms = [f"({entity.selector})"] if entity.selector else []
-    if entity.serviceAccounts and entity.serviceAccounts.names:
-        names = ", ".join(f"'{n}'" for n in sorted(set(entity.serviceAccounts.names)))
-        terms.append(f"{SERVICE_ACCOUNT_LABEL} in {{{names}}}")
+    if entity.serviceAccounts:
+        terms += entity.serviceAccounts.terms()
     scoped = entity.namespaceSelector is not None or (entity.notSelector is not None and namespace is not None)
     if not terms and not scoped:
         return None

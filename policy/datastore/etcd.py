@@ -212,6 +212,11 @@ class EtcdKV:
                 failures.append(f"{write.key} was modified (expected revision {write.expect}, now {now})")
         return failures or ["a precondition failed (the data changed meanwhile)"]
 
+    def compact(self, revision: int) -> None:
+        """Forget the history before `revision` (calyx-kube-controllers does this periodically,
+        as Calico's controllers do, so a long-lived cluster's etcd does not grow without bound)."""
+        self._call("Compact", etcdrpc.CompactionRequest(revision=revision))
+
     def watch(self, prefix: str, start_revision: int, stop: threading.Event) -> Iterator[tuple[list[Change], int]]:
         client = self._connect()
         create = etcdrpc.WatchCreateRequest(

@@ -6,7 +6,6 @@ match it, and one that excludes source ports does (policies name destination por
 from dataclasses import dataclass
 
 from policy.evaluate.universe import Universe, address, network
-from policy.model.resources import SERVICE_ACCOUNT_LABEL
 from policy.model.rules import PROTOCOL_NUMBERS, EntityRule, ICMPMatch, Rule
 
 IMPLIED_VERSION = {1: 4, 58: 6}  # ICMP is IPv4 only, ICMPv6 IPv6 only
@@ -59,11 +58,10 @@ def _icmp_matches(icmp: ICMPMatch, packet: Packet) -> bool:
 
 
 def selection_terms(entity: EntityRule) -> str | None:
-    """The selector an entity's `selector` and `serviceAccounts.names` make together, or None."""
+    """The selector an entity's `selector` and `serviceAccounts` make together, or None."""
     terms = [f"({entity.selector})"] if entity.selector else []
-    if entity.serviceAccounts and entity.serviceAccounts.names:
-        names = ", ".join(f"'{n}'" for n in sorted(set(entity.serviceAccounts.names)))
-        terms.append(f"{SERVICE_ACCOUNT_LABEL} in {{{names}}}")
+    if entity.serviceAccounts:
+        terms += entity.serviceAccounts.terms()
     return " && ".join(terms) or None
 
 

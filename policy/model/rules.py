@@ -11,7 +11,8 @@ from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 
 from policy.model.base import Model
 from policy.model.fields import IPNetwork, case_mistake
-from policy.model.selector import SelectorError, parse_selector
+from policy.model.resources import SERVICE_ACCOUNT_LABEL
+from policy.model.selector import SelectorError, parse_selector, with_key_prefix
 
 PROTOCOL_NUMBERS = {"TCP": 6, "UDP": 17, "ICMP": 1, "ICMPv6": 58, "SCTP": 132, "UDPLite": 136}
 PORT_PROTOCOLS = {"TCP", "UDP", "SCTP", "UDPLite", 6, 17, 132, 136}
@@ -69,15 +70,27 @@ Port = Annotated[int | str, BeforeValidator(_port)]
 Action = Literal["Allow", "Deny", "Log", "Pass"]
 
 
+# A service account's labels reach its endpoints as Calico carries them: calyx-kube-controllers
+# writes Profile ksa.<namespace>.<name> with each label as pcsa.<key> in labelsToApply, and the
+# endpoint names that profile; serviceAccounts.selector is matched with its keys so prefixed.
+SERVICE_ACCOUNT_PROFILE_PREFIX = "ksa."
+SERVICE_ACCOUNT_LABEL_PREFIX = "pcsa."
+
+
 class ServiceAccountMatch(Model):
     names: list[str] = Field(default_factory=list)
     selector: SelectorText | None = None
 
-    @model_validator(mode="after")
-    def _supported(self):
+    def terms(self) -> list[str]:
+        """Selector terms over endpoint labels, ANDed: the names by the service account label,
+        the selector over the labels the account's profile applies (pcsa.<key>)."""
+        terms = []
+        if self.names:
+            names = ", ".join(f"'{n}'" for n in sorted(set(self.names)))
+            terms.append(f"{SERVICE_ACCOUNT_LABEL} in {{{names}}}")
         if self.selector is not None:
-            raise ValueError("serviceAccounts.selector is not supported: Calyx has no ServiceAccount labels; use names")
-        return self
+            terms.append(f"({with_key_prefix(parse_selector(self.selector), SERVICE_ACCOUNT_LABEL_PREFIX)})")
+        return terms
 
 
 class ICMPMatch(Model):

@@ -8,7 +8,7 @@ canonical text (str), so equal selectors share one nftables set whatever their s
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 Labels = Mapping[str, str]
@@ -135,6 +135,18 @@ Selector = All | Global | Has | Compare | In | Not | And | Or
 
 def _wrapped(node: Selector) -> str:
     return f"({node})" if isinstance(node, (And, Or)) else str(node)
+
+
+def with_key_prefix(node: Selector, prefix: str) -> Selector:
+    """The same selector over keys with `prefix` before each (`a == 'x'` -> `pcsa.a == 'x'`): how
+    a service account selector is matched against the labels its profile gives endpoints."""
+    if isinstance(node, Has | Compare | In):
+        return replace(node, key=prefix + node.key)
+    if isinstance(node, Not):
+        return Not(with_key_prefix(node.operand, prefix))
+    if isinstance(node, And | Or):
+        return type(node)(tuple(with_key_prefix(o, prefix) for o in node.operands))
+    return node
 
 
 _TOKEN = re.compile(

@@ -183,8 +183,8 @@ def _health_host(ctx: click.Context, param: click.Parameter, value: str) -> str:
         ) from None
 
 
-def daemon_options(env_prefix: str, health_port: int) -> list:
-    """Settings every node daemon has (felix: CALYX_, 9099; calyx-bgp: CALYX_BGP_, 9098)."""
+def health_options(env_prefix: str, health_port: int) -> list:
+    """Where a daemon serves /livez, /readyz and /metrics."""
     return [
         setting(
             "--health-host",
@@ -203,6 +203,31 @@ def daemon_options(env_prefix: str, health_port: int) -> list:
             show_default=True,
             help="Port for /livez, /readyz and /metrics (0 disables).",
         ),
+    ]
+
+
+BACKOFF_OPTION = setting(
+    "--etcd-backoff-max",
+    envvar="CALYX_ETCD_BACKOFF_MAX",
+    type=click.FloatRange(min=MIN_BACKOFF, max=MAX_BACKOFF),
+    callback=finite,
+    default=2.0,
+    show_default=True,
+    help="Longest wait, in seconds, between attempts to reach etcd.",
+)
+LOG_LEVEL_OPTION = setting(
+    "--log-level",
+    envvar="CALYX_LOG_LEVEL",
+    default="INFO",
+    show_default=True,
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+)
+
+
+def daemon_options(env_prefix: str, health_port: int) -> list:
+    """Settings every node daemon has (felix: CALYX_, 9099; calyx-bgp: CALYX_BGP_, 9098)."""
+    return [
+        *health_options(env_prefix, health_port),
         setting(
             "--route-refresh-interval",
             envvar=f"{env_prefix}ROUTE_REFRESH_INTERVAL",
@@ -212,20 +237,6 @@ def daemon_options(env_prefix: str, health_port: int) -> list:
             show_default=True,
             help="Seconds between full re-reads of the kernel's routes.",
         ),
-        setting(
-            "--etcd-backoff-max",
-            envvar="CALYX_ETCD_BACKOFF_MAX",
-            type=click.FloatRange(min=MIN_BACKOFF, max=MAX_BACKOFF),
-            callback=finite,
-            default=2.0,
-            show_default=True,
-            help="Longest wait, in seconds, between attempts to reach etcd.",
-        ),
-        setting(
-            "--log-level",
-            envvar="CALYX_LOG_LEVEL",
-            default="INFO",
-            show_default=True,
-            type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
-        ),
+        BACKOFF_OPTION,
+        LOG_LEVEL_OPTION,
     ]
