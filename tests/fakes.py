@@ -7,6 +7,7 @@ import re
 import threading
 from collections.abc import Iterable
 
+from felix.attach import IPV4_GATEWAY, IPV6_GATEWAY, Attachment, InterfaceExists, NamespaceGone, WorkloadState
 from felix.kernel import KernelRoute, RouteError
 from felix.nft import NftError, TableListing
 from policy.compiler.transaction import Transaction
@@ -375,3 +376,52 @@ class FakeBgpKernel:
     def delete_blackhole(self, prefix):
         self.writes += 1
         self.blackholes.discard(prefix)
+
+
+class FakeDataplane:
+    """The CNI plugin's kernel seam (felix/cni/dataplane.py): namespaces, veths, addresses, routes."""
+
+    def __init__(self, namespaces: Iterable[str] = ()) -> None:
+        self._gateways = (IPV4_GATEWAY, IPV6_GATEWAY)
+        self.namespaces: set[str] = set(namespaces)
+        self.host: dict[str, str] = {}  # host interface -> the namespace of its peer
+        self.workloads: dict[tuple[str, str], dict] = {}  # (netns, ifname) -> {"host", "addresses", "gateways"}
+        self.fail_attach: Exception | None = None
+        self.attached = 0
+
+    def attach(self, netns: str, host_interface: str, addresses: list[str], mtu: int, ifname: str):
+        if netns not in self.namespaces:
+            raise NamespaceGone(2, f"network namespace {netns} does not exist")
+        if (netns, ifname) in self.workloads:
+            raise InterfaceExists(17, f"the workload already has an interface {ifname}")
+        if host_interface in self.host:
+            raise OSError(17, f"{host_interface} exists")
+        if self.fail_attach:
+            raise self.fail_attach
+        gateways = {self._gateways[0] if ":" not in a else self._gateways[1] for a in addresses}
+        self.host[host_interface] = netns
+        self.workloads[(netns, ifname)] = {"host": host_interface, "addresses": set(addresses), "gateways": gateways}
+        self.attached += 1
+        return Attachment(host_interface, "02:00:00:00:00:01", tuple(addresses))
+
+    def remove_host_interface(self, host_interface: str) -> bool:
+        netns = self.host.pop(host_interface, None)
+        self.workloads = {k: v for k, v in self.workloads.items() if v["host"] != host_interface}
+        return netns is not None
+
+    def remove_workload_interface(self, netns: str, ifname: str) -> bool:
+        workload = self.workloads.pop((netns, ifname), None)
+        if workload:
+            self.host.pop(workload["host"], None)
+        return workload is not None
+
+    def host_interface_exists(self, host_interface: str) -> bool:
+        return host_interface in self.host
+
+    def workload_state(self, netns: str, ifname: str):
+        if netns not in self.namespaces:
+            raise NamespaceGone(2, f"network namespace {netns} does not exist")
+        workload = self.workloads.get((netns, ifname))
+        if workload is None:
+            return None
+        return WorkloadState(frozenset(workload["addresses"]), frozenset(workload["gateways"]))

@@ -46,7 +46,7 @@ def run_delegate(plugin_type: str, command: str, environ: Mapping[str, str], std
         ) from None
     except OSError as exc:
         raise CniError(INVALID_CONFIG, f"cannot run IPAM plugin {executable}: {exc}") from None
-    output = done.stdout.strip()
+    output = done.stdout.decode(errors="replace").strip()
     try:
         data = json.loads(output) if output else None
     except ValueError:
