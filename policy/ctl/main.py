@@ -14,6 +14,7 @@ from policy.ctl.ipam import ipam
 from policy.ctl.node import node
 from policy.ctl.output import redacted, render, to_document
 from policy.ctl.reachability import reachability
+from policy.ctl.workload import workload
 from policy.datastore.etcd import EtcdKV
 from policy.datastore.keys import key_of, parse_status_key, status_root
 from policy.datastore.store import MAX_TXN_OPS, NotFound, Ref, ResourceStore, WriteMode, transactions_for
@@ -332,6 +333,7 @@ cli.add_command(ipam)
 cli.add_command(node)
 cli.add_command(explain)
 cli.add_command(reachability)
+cli.add_command(workload)
 
 
 def main():
