@@ -6,7 +6,7 @@ APT_PACKAGES := etcd-server etcd-client nftables python3-nftables bird2 exabgp i
                 openssl procps python3-venv python3-yaml systemd podman
 STAMP := $(VENV)/.calyx-installed
 
-.PHONY: setup test lint unit integration demo demo-down bench clean manifests
+.PHONY: setup test lint unit integration demo demo-down bench clean manifests image
 
 setup: $(STAMP)
 
@@ -53,5 +53,15 @@ bench: setup
 manifests: setup
 	$(PY) manifests/generate.py
 
+# The node image, without a registry: a Debian 12 root filesystem from Debian's packages
+# (mmdebstrap) with Calyx's wheel, added to an empty image by podman. Not part of `make test`.
+IMAGE ?= localhost/calyx:0.1.0
+image: setup
+	@command -v mmdebstrap >/dev/null && command -v podman >/dev/null || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mmdebstrap podman >/dev/null)
+	PYTHON=$(abspath $(PY)) packaging/image/build-rootfs.sh build/image
+	podman build -q -t $(IMAGE) -f build/image/Containerfile build/image
+	@podman image inspect $(IMAGE) --format 'image $(IMAGE): {{.Size}} bytes' | numfmt --field=3 --to=iec --suffix=B
+
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis *.egg-info
+	rm -rf $(VENV) .pytest_cache .hypothesis *.egg-info build
