@@ -161,6 +161,11 @@ def test_kube_controllers_may_list_and_watch_what_it_mirrors_and_nothing_more():
     assert granted - {("", "events", "create")} == wanted
 
 
+def test_the_node_account_may_only_read_pods_for_the_cni_plugin():
+    """felix and calyx-bgp never call the API; calyx-cni reads the pod it attaches (felix/cni/kube.py)."""
+    assert find("ClusterRole", "calyx-node")["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]
+
+
 def test_the_node_pod_gets_the_privileges_it_justifies_and_no_more():
     spec = find("DaemonSet", "calyx-node")["spec"]["template"]["spec"]
     assert spec["hostNetwork"] and spec["priorityClassName"] == "system-node-critical"
