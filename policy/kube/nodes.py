@@ -156,7 +156,7 @@ def plan_release(
             plan.kept += [a for a in addresses if a in owner]  # all or none per handle
         else:
             plan.handles.append(handle)
-    plan.kept.sort()
+    plan.kept = sorted(set(plan.kept))
     return plan
 
 

@@ -83,6 +83,7 @@ class KubeStore:
         self.history: list[tuple[int, str, str, dict]] = []  # (version, resource, type, object)
         self.oldest = 1  # a watch from an older version is 410
         self.generation = 0  # bumped to end every open watch
+        self.paused = False  # open watches deliver nothing (a partition) until this is cleared
         self.cond = threading.Condition()
 
     def _bump(self, resource: str, kind: str, obj: dict) -> dict:
@@ -379,6 +380,10 @@ class _Handler(BaseHTTPRequestHandler):
                 with store.cond:
                     if store.generation != generation:
                         break
+                    if store.paused:
+                        store.cond.wait(0.1)
+                        pending = []
+                        continue
                     events = store.after(since, resource)
                     if not events and not (bookmarks and time.monotonic() >= next_bookmark):
                         store.cond.wait(0.1)

@@ -20,7 +20,7 @@ PREFIX = "/calyx"
 def pod(name: str, namespace: str, labels: dict, node: str = "node1", ip: str = "10.0.0.1", sa: str = "default"):
     return {
         "metadata": {"name": name, "namespace": namespace, "labels": labels},
-        "spec": {"nodeName": node, "serviceAccountName": sa},
+        "spec": {"nodeName": node, "serviceAccountName": sa, "containers": [{"name": "main", "image": "lab"}]},
         "status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}]},
     }
 
