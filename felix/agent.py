@@ -26,6 +26,7 @@ from policy.datastore.keys import resources_root
 from policy.datastore.kv import KV
 from policy.datastore.watch import Backoff, Resyncing, SyncBatch, Syncer
 from policy.model.policies import GlobalNetworkPolicy, GlobalNetworkSet, NetworkPolicy, NetworkSet, Profile, Tier
+from policy.model.pools import IPPool
 from policy.model.resources import Namespace, WorkloadEndpoint
 from policy.runtime.intake import Intake, Update
 from policy.runtime.loop import RETRY_INTERVAL, DaemonLoop
@@ -53,6 +54,7 @@ INTAKE_KINDS = (
     Namespace,
     Tier,
     Profile,
+    IPPool,  # outgoing NAT (natOutgoing) and the destinations it never applies to
 )
 
 
@@ -165,6 +167,8 @@ class Agent:
             self._compiler.set_tier(update.name, resource)
         elif kind is Profile:
             self._compiler.set_profile(update.name, resource)
+        elif kind is IPPool:
+            self._compiler.set_pool(update.name, resource)
         self._policy_pending = True  # remote endpoints matter too: they are members of selector sets
 
     def _set_endpoint(self, key: str, endpoint: WorkloadEndpoint | None, created: int) -> None:

@@ -6,6 +6,7 @@ from policy.compiler.compiler import PolicyCompiler
 from policy.datastore.keys import key_of
 from policy.model.documents import load_documents
 from policy.model.policies import GlobalNetworkPolicy, GlobalNetworkSet, NetworkPolicy, NetworkSet, Profile, Tier
+from policy.model.pools import IPPool
 from policy.model.resources import Namespace, Resource, WorkloadEndpoint
 
 PREFIX = "/calyx"
@@ -27,6 +28,8 @@ def feed(compiler: PolicyCompiler, resource: Resource, removed: bool = False) ->
         compiler.set_tier(resource.name, value)
     elif isinstance(resource, Profile):
         compiler.set_profile(resource.name, value)
+    elif isinstance(resource, IPPool):
+        compiler.set_pool(resource.name, value)
 
 
 def compile_all(resources, node: str = "n1") -> PolicyCompiler:

@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from policy.compiler.endpoints import EndpointView, endpoint_chain
 from policy.compiler.labels import Item, LabelIndex
 from policy.compiler.matches import compile_rule
+from policy.compiler.nat import NAT_CHAIN, nat_rules, nat_set_elements
 from policy.compiler.ruleset import DEFAULT_HOST_ACCESS, KNOWN_INTERFACES, HostAccess, Ruleset, SetDef, interface_sets
 from policy.compiler.sets import Selection, SetSpec, collapse
 from policy.model.policies import GlobalNetworkSet, NetworkPolicy, NetworkSet, Policy, Profile, Tier
+from policy.model.pools import IPPool
 from policy.model.resources import NAMESPACE_LABEL, Namespace, WorkloadEndpoint, endpoint_labels, namespace_labels
 from policy.model.rules import PROTOCOL_NUMBERS, Rule
 from policy.model.selector import parse_selector
@@ -127,6 +129,8 @@ class PolicyCompiler:
         self._dirty_interfaces: set[str] = set()
         self._dirty_specs: set[SetSpec] = set()
         self._sources_changed = False  # an interface came, went or changed addresses
+        self._pools: dict[str, IPPool] = {}
+        self._pools_changed = True  # the NAT sets exist from the first ruleset on, empty without pools
 
     # ---- inputs -------------------------------------------------------------------------
 
@@ -219,6 +223,14 @@ class PolicyCompiler:
             self._selection_users[compiled.applies].add(key)
             self._change_applied(self._members.get(compiled.applies, ()), {key}, add=True)
 
+    def set_pool(self, name: str, pool: IPPool | None) -> None:
+        """IPPools decide outgoing NAT: which sources are masqueraded, which destinations never."""
+        if pool is None:
+            self._pools.pop(name, None)
+        else:
+            self._pools[name] = pool
+        self._pools_changed = True
+
     def quarantine(self, key: str, reason: str) -> None:
         """Compile a policy as drop-all (the kernel refused it): its endpoints fail closed."""
         self._quarantined[key] = reason
@@ -240,6 +252,11 @@ class PolicyCompiler:
             self._ruleset.sets.update(interface_sets(self._ruleset.sources))
             self._sources_changed = False
         self._dirty_interfaces.clear()
+        if self._pools_changed:
+            for name, (element_type, cidrs) in nat_set_elements(self._pools.values()).items():
+                self._ruleset.sets[name] = SetDef(element_type, True, cidrs)
+            self._ruleset.chains[NAT_CHAIN] = nat_rules()
+            self._pools_changed = False
         return self._ruleset
 
     # ---- internals ----------------------------------------------------------------------

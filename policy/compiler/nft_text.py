@@ -70,7 +70,7 @@ def statement(s: dict) -> str:
             return f"{expression(body['left'])} {','.join(right)}"
         op = {"==": "" if lookup else "== ", "!=": "!= "}[body["op"]]
         return f"{expression(body['left'])} {op}{value(right, _quoting(body['left']))}"
-    if kind in ("accept", "drop", "return"):
+    if kind in ("accept", "drop", "return", "masquerade"):
         return kind
     if kind == "jump":
         return f"jump {body['target']}"

@@ -6,6 +6,7 @@ Both are immutable values, so the driver can diff what it programmed against wha
 from dataclasses import dataclass, field
 
 from policy.compiler.matches import L4PROTO, match
+from policy.compiler.nat import NAT_CHAIN
 from policy.compiler.transaction import Chain, Hook, Map, Rule, Set, SetType, Table, Transaction
 from policy.model.names import WORKLOAD_INTERFACE_PATTERN
 
@@ -90,7 +91,7 @@ def base_chains(host_access: HostAccess = DEFAULT_HOST_ACCESS) -> dict[str, tupl
     """The hooked chains: (hook, rules).  Unknown workload interfaces carry nothing; a workload's
     source address is checked before anything is accepted, established flows included (a
     workload must not inject into another's flow); host-to-workload traffic (output) is not
-    filtered, as in Calico."""
+    filtered, as in Calico. postrouting (source NAT) jumps to the outgoing-NAT chain (nat.py)."""
     unknown_in = [match(_IIF, WORKLOAD_INTERFACE_PATTERN), match(_IIF, "@" + KNOWN_INTERFACES, "!="), {"drop": None}]
     spoofed = [
         [
@@ -105,6 +106,7 @@ def base_chains(host_access: HostAccess = DEFAULT_HOST_ACCESS) -> dict[str, tupl
     dispatch_out = [{"vmap": {"key": _OIF, "data": "@" + TO_WORKLOAD_MAP}}]
     established = [_ESTABLISHED, {"accept": None}]
     return {
+        "postrouting": (Hook("postrouting", type="nat", priority=100), ([{"jump": {"target": NAT_CHAIN}}],)),
         "forward": (
             Hook("forward"),
             (unknown_in, unknown_out, *spoofed, established, dispatch_in, dispatch_out),

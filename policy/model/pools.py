@@ -1,9 +1,9 @@
 """IPPool: where workload addresses come from, cut into blocks that nodes claim."""
 
 import ipaddress
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import Field, model_validator
+from pydantic import BeforeValidator, Field, model_validator
 
 from policy.model.base import Model
 from policy.model.fields import IPNetwork
@@ -11,6 +11,20 @@ from policy.model.resources import Resource
 from policy.model.rules import SelectorText
 
 DEFAULT_BLOCK_SIZE = {4: 26, 6: 122}
+PoolUse = Literal["Workload", "Tunnel"]
+POOL_USES: tuple[PoolUse, ...] = ("Workload", "Tunnel")  # Calico's default
+
+
+def _never_encapsulated(value):
+    if value != "Never":
+        raise ValueError(f"{value!r} is not supported by Calyx: Calyx routes without encapsulation, use Never")
+    return value
+
+
+def _automatic(value):
+    if value != "Automatic":
+        raise ValueError(f"{value!r} is not supported by Calyx: its IPAM assigns from every pool, use Automatic")
+    return value
 
 
 class IPPoolSpec(Model):
@@ -19,11 +33,25 @@ class IPPoolSpec(Model):
     disabled: bool = False
     nodeSelector: SelectorText = "all()"
     disableBGPExport: bool = False
+    # Masquerade what the pool's workloads send beyond every pool (felix, policy/compiler/nat.py).
+    natOutgoing: bool = False
     # Calyx never tunnels: Calico's encapsulation fields are accepted only as "Never".
-    ipipMode: Literal["Never"] = "Never"
-    vxlanMode: Literal["Never"] = "Never"
+    ipipMode: Annotated[Literal["Never"], BeforeValidator(_never_encapsulated)] = "Never"
+    vxlanMode: Annotated[Literal["Never"], BeforeValidator(_never_encapsulated)] = "Never"
+    # Workload addresses only: a pool reserved for tunnel addresses would never be used.
+    allowedUses: list[PoolUse] = Field(default_factory=lambda: list(POOL_USES))
+    # IPAM assigns from every pool automatically; Manual pools (addresses only on request) it has not.
+    assignmentMode: Annotated[Literal["Automatic"], BeforeValidator(_automatic)] = "Automatic"
     # A Calyx extension (Calico keeps it in IPAMConfig): never borrow from another node's block.
     strictAffinity: bool = False
+
+    @model_validator(mode="after")
+    def _for_workloads(self):
+        if "Workload" not in self.allowedUses:
+            raise ValueError(
+                "allowedUses: not supported by Calyx without Workload: Calyx has no tunnels to take addresses from it"
+            )
+        return self
 
     @model_validator(mode="after")
     def _block_fits(self):

@@ -70,16 +70,16 @@ def test_endpoints_with_the_same_policies_share_chains():
     assert ruleset.from_workload["cxweb3"] == ruleset.from_workload["cxweb1"]
 
 
-def test_removing_everything_leaves_only_the_empty_interface_set():
+def test_removing_everything_leaves_only_the_empty_interface_and_pool_sets():
     resources = docs((GOLDEN / "representative.yaml").read_text())
     compiler = compile_all(resources)
     compiler.ruleset()
     for resource in resources:
         feed(compiler, resource, removed=True)
     ruleset = compiler.ruleset()
-    assert ruleset.chains == {} and ruleset.from_workload == {}
+    assert set(ruleset.chains) == {"nat-outgoing"} and ruleset.from_workload == {}
     assert {name: s.elements for name, s in ruleset.sets.items()} == dict.fromkeys(
-        ["wl-ifaces", "wl-src4", "wl-src6"], frozenset()
+        ["wl-ifaces", "wl-src4", "wl-src6", "pools4", "pools6", "nat-pools4", "nat-pools6"], frozenset()
     )
 
 

@@ -100,7 +100,7 @@ def test_a_table_followed_by_additions_is_one_block():
         ("add", Chain('x"; flush ruleset'), "not an nft identifier"),
         ("delete", Rule("c", DROP), "cannot delete a rule"),
         ("add", Rule("c", ()), "no statements"),
-        ("add", Rule("c", ({"masquerade": None},)), "unsupported statement"),
+        ("add", Rule("c", ({"reject": None},)), "unsupported statement"),
         ("add", Set("s", "ether_addr"), "not one Calyx uses"),
         ("add", Set("s", "ipv4_addr", True, ("fd00::1",)), "not an address or prefix of type ipv4_addr"),
         ("add", SetElements("s", ("ifname", "ipv4_addr"), (("cxa",),)), "does not have 2 parts"),
