@@ -145,8 +145,7 @@ def rule_text(rule: Rule) -> str:
 
 
 def _where(tier: str | None, policy: str | None, direction: str, index: int | None) -> str:
-    parts = [f"tier {tier}"] if tier else []
-    return ", ".join([*parts, f"{policy} {direction.lower()} rule {index}"])
+    return f"{policy} {direction.lower()} rule {index}" + (f" (tier {tier})" if tier else "")
 
 
 def decision_lines(decision: Decision) -> list[str]:
@@ -164,7 +163,7 @@ def decision_lines(decision: Decision) -> list[str]:
 def _step_text(step: Step, direction: str) -> str:
     if step.rule is None:
         return f"tier {step.tier}: no rule decided, its defaultAction Pass goes on"
-    return f"{step.action} (goes on) at {_where(step.tier, step.policy, direction, step.index)}: {rule_text(step.rule)}"
+    return f"{step.action}, goes on: {_where(step.tier, step.policy, direction, step.index)}: {rule_text(step.rule)}"
 
 
 def _service_text(packet: Packet) -> str:
@@ -278,7 +277,7 @@ def flow_changes(state: State, changes: Sequence[Resource], max_checks: int = MA
     work = []
     for version in (4, 6):
         ends = flows.peers(before, version)
-        cells = flows.pairs(ends, ends)
+        cells = flows.changed_pairs(before, after, flows.pairs(ends, ends))
         found = flows.services([before, after], version)
         if cells and found:
             work.append((version, cells, found))

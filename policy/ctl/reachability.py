@@ -13,7 +13,7 @@ from policy.model.selector import SelectorError, parse_selector
 
 ALLOWED, DENIED, PARTLY, SELF = ".", "X", "~", "-"
 COLOURS = {ALLOWED: "#2e9e4f", DENIED: "#c8322d", PARTLY: "#e0a21b", SELF: "#b0b0b0"}
-MEANING = {ALLOWED: "allowed", DENIED: "denied", PARTLY: "some ports allowed", SELF: "itself"}
+MEANING = {ALLOWED: "allowed", DENIED: "denied", PARTLY: "some ports allowed", SELF: "itself, or no endpoint"}
 
 
 def chosen_peers(model: Evaluator, version: int, namespace: str | None, selector: str | None, sets: bool) -> list[Peer]:
@@ -69,7 +69,7 @@ def svg(names: Sequence[str], grid: list[list[str]], what: str) -> str:
     labels = [escape(short(n)) for n in names]
     margin = 12 + 7 * max(len(label) for label in labels)
     size = len(names) * cell
-    width, height = margin + size + 20, margin + size + 60
+    width, height = max(margin + size + 20, 8 + 150 * len(MEANING)), margin + size + 60
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">',

@@ -3,8 +3,9 @@ and the flows a change opens and closes between two models.
 
 Exact without trying all 65,535 ports: the ports (and ICMP types) the rules and the endpoints'
 named ports mention cut each protocol into classes that every rule treats alike, and one packet
-per class answers for the whole class (a `Service`). Work is pairs x services evaluations, which
-the caller bounds; `progress` is called as it goes."""
+per class answers for the whole class (a `Service`). Work is pairs x services evaluations (for a
+change, only the pairs `changed_pairs` keeps), which the caller bounds; `progress` is called as
+it goes."""
 
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -193,7 +194,7 @@ def decided_by(decision: Decision) -> str:
     if decision.rule is not None:
         return f"{decision.policy} {decision.direction} rule {decision.index} ({decision.rule.action})"
     if decision.tier is not None:
-        return f"tier {decision.tier} default Deny ({decision.direction} at {decision.endpoint})"
+        return f"the end of tier {decision.tier} (Deny), {decision.direction} at {decision.endpoint}"
     return f"{decision.reason} ({decision.direction} at {decision.endpoint}): {decision.detail}"
 
 
@@ -230,27 +231,44 @@ def universe_key(model: Evaluator) -> tuple:
     return members, tuple(sorted((k, tuple(sorted(v.items()))) for k, v in model.universe.namespaces.items())), nodes
 
 
+def changed_pairs(
+    before: Evaluator, after: Evaluator, cells: Sequence[tuple[Peer, Peer]]
+) -> list[tuple[Peer, Peer, Peer, Peer]]:
+    """(source, destination) as `before` has them and as `after` has them, for the pairs whose
+    verdicts may differ: when only policies, tiers and profiles changed, a pair whose source's
+    egress and destination's ingress meet the same rules as before is left out."""
+    new_members: dict[tuple[str, str], Member] = {(m.resource.kind, m.name): m for m in after.universe.members}
+    same_items = universe_key(before) == universe_key(after)
+    moved: dict[tuple[int, str], bool] = {}  # (id of the before member, direction) -> its rules changed
+
+    def differs(peer: Peer, new: Peer, direction: str) -> bool:
+        if peer.endpoint is None:
+            return False
+        key = (id(peer.endpoint), direction)
+        if key not in moved:
+            moved[key] = _signature(before, peer.endpoint, direction) != _signature(after, new.endpoint, direction)
+        return moved[key]
+
+    found = []
+    for source, destination in cells:
+        new_source, new_destination = _same(new_members, source), _same(new_members, destination)
+        if not same_items or differs(source, new_source, "Egress") or differs(destination, new_destination, "Ingress"):
+            found.append((source, destination, new_source, new_destination))
+    return found
+
+
 def flow_changes(
     before: Evaluator,
     after: Evaluator,
-    cells: Sequence[tuple[Peer, Peer]],
+    cells: Sequence[tuple[Peer, Peer, Peer, Peer]],
     found: Sequence[Service],
     progress: Progress | None = None,
 ) -> list[FlowChange]:
-    """The flows whose verdict differs between the models, for the pairs (built from `before`'s
-    peers: what runs now) and services given. Pairs whose ends decide as before are skipped."""
-    same_items = universe_key(before) == universe_key(after)
-    new_members: dict[tuple[str, str], Member] = {(m.resource.kind, m.name): m for m in after.universe.members}
+    """The flows whose verdict differs between the models, for the pairs `changed_pairs` kept
+    (built from `before`'s peers: what runs now) and the services given."""
     ticker = Ticker(len(cells) * len(found), progress)
     changes = []
-    for source, destination in cells:
-        new_source, new_destination = _same(new_members, source), _same(new_members, destination)
-        if same_items and all(
-            _signature(before, old.endpoint, direction) == _signature(after, new.endpoint, direction)
-            for old, new, direction in ((source, new_source, "Egress"), (destination, new_destination, "Ingress"))
-        ):
-            ticker.tick(len(found))
-            continue
+    for source, destination, new_source, new_destination in cells:
         for service in found:
             packet = service.packet(source.address, destination.address)
             was = before.flow(source, destination, packet)

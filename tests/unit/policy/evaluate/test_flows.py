@@ -69,12 +69,12 @@ def test_matrix_and_flow_changes_name_what_decides_afterwards():
     cells = flows.pairs(ends, ends)
     assert len(ends) == 4 and len(cells) == 12  # 3 endpoints and the network set, never one with itself
     found = flows.services([before, after], 4)
-    changes = flows.flow_changes(before, after, cells, found)
+    changes = flows.flow_changes(before, after, flows.changed_pairs(before, after, cells), found)
     assert {c.destination for c in changes} == {"WorkloadEndpoint x/a"}
     assert _closed_tcp(changes, "WorkloadEndpoint x/b") == [(1, 79), (81, 65535)]
     assert _closed_tcp(changes, "WorkloadEndpoint y/c") == [(1, 65535)]
     assert _closed_tcp(changes, "GlobalNetworkSet partners") == [(1, 65535)]
-    assert {c.decided_by for c in changes} == {"tier default default Deny (Ingress at x/a)"}
+    assert {c.decided_by for c in changes} == {"the end of tier default (Deny), Ingress at x/a"}
     after_ends = flows.peers(after, 4)
     matrix = flows.matrix(after, flows.pairs(after_ends, after_ends), flows.restrict(found, 6, 80))
     assert matrix[("WorkloadEndpoint x/b", "WorkloadEndpoint x/a")] == (True,)
@@ -89,6 +89,8 @@ def test_unchanged_endpoints_are_not_evaluated_again():
     calls = []
     original = after.flow
     after.flow = lambda *args: calls.append(args[1].description) or original(*args)  # type: ignore[method-assign]
-    changes = flows.flow_changes(before, after, flows.pairs(ends, ends), flows.services([before, after], 4))
+    cells = flows.changed_pairs(before, after, flows.pairs(ends, ends))
+    assert {destination.description for _, destination, _, _ in cells} == {"WorkloadEndpoint y/c"}
+    changes = flows.flow_changes(before, after, cells, flows.services([before, after], 4))
     assert set(calls) == {"WorkloadEndpoint y/c"}  # only flows into the endpoint whose ingress changed
     assert changes and all(c.destination == "WorkloadEndpoint y/c" and not c.opened for c in changes)
