@@ -21,8 +21,8 @@ from pyroute2 import IPRoute
 from policy.datastore.ipam import IPAM
 from policy.datastore.kv import Write
 from policy.datastore.store import MAX_TXN_OPS, Ref, WriteMode
-from tests.bench.bench_routes import wait_for_quiet
 from tests.lab.bgp_lab import AS_NUMBER, TOR, BgpLab, node_address
+from tests.lab.interfaces import load_average, wait_for_quiet
 from tests.lab.processes import wait_for
 from tests.lab.scratch import ScratchNamespace
 from tests.lab.topology import enter_controller_namespace, leave_controller_namespace
@@ -165,7 +165,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=100)
     args = parser.parse_args()
     print("waiting for the machine to be quiet...", flush=True)
-    wait_for_quiet()
+    loads = [wait_for_quiet()]
     enter_controller_namespace("cxbench")
     lab = BgpLab(nodes=2, reflector=True, bird_speakers=("bsrc", "bsink"))
     try:
@@ -207,7 +207,8 @@ def main() -> int:
     print(
         f"    ratio {calyx_bulk / bird_bulk:.2f}x (goal <= 2x); after the etcd write {(calyx_bulk - written) / bird_bulk:.2f}x"
     )
-    print(f"load average during the run: {open('/proc/loadavg').read().split()[0]}")
+    loads.append(load_average())
+    print(f"load average (1 min) at the start and at the end: {loads[0]:.2f}, {loads[1]:.2f}")
     return 0
 
 

@@ -20,6 +20,7 @@ from policy.datastore.store import ResourceStore, WriteMode, encode
 from policy.model.names import host_interface_name
 from policy.model.resources import Metadata, WorkloadEndpoint, WorkloadEndpointSpec
 from tests.lab import netns
+from tests.lab.interfaces import add_interfaces, load_average, remove_interfaces, single_kind, wait_for_quiet
 from tests.lab.processes import wait_for
 from tests.lab.topology import Lab, enter_controller_namespace, leave_controller_namespace
 
@@ -39,24 +40,6 @@ def endpoint(i: int) -> WorkloadEndpoint:
             ipNetworks=[f"{address(i)}/32"],
         ),
     )
-
-
-def make_interfaces(ns: str, peers_ns: str, count: int) -> None:
-    """count veth pairs named like workloads, up, their workload ends together in peers_ns."""
-    host_lines, peer_lines = [], []
-    for i in range(count):
-        host = host_interface_name("bench", f"w{i}")
-        host_lines += [f"link add name {host} type veth peer name p{i} netns {peers_ns}", f"link set {host} up"]
-        peer_lines.append(f"link set p{i} up")
-    netns.run("ip", "-n", ns, "-batch", "-", input="\n".join(host_lines) + "\n", timeout=600)
-    netns.run("ip", "-n", peers_ns, "-batch", "-", input="\n".join(peer_lines) + "\n", timeout=600)
-
-
-def wait_for_quiet(limit: float = 0.5, timeout: float = 300) -> None:
-    """Deleting thousands of veths keeps the kernel busy for minutes after a previous run."""
-    deadline = time.monotonic() + timeout
-    while float(open("/proc/loadavg").read().split()[0]) > limit and time.monotonic() < deadline:
-        time.sleep(5)
 
 
 def baseline_ip_batch(ns: str, count: int) -> float:
@@ -125,7 +108,7 @@ def main() -> int:
     args = parser.parse_args()
     n = args.endpoints
     print("waiting for the machine to be quiet...", flush=True)
-    wait_for_quiet()
+    loads = [wait_for_quiet()]
     lab = Lab(nodes=1)
     try:
         enter_controller_namespace("cxbench")
@@ -133,12 +116,9 @@ def main() -> int:
         ns = lab.nodes["node1"].netns
         # A node routes already (felix turns forwarding on anyway): interfaces inherit it.
         netns.in_ns(ns, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1")
-        print(f"creating {n + args.adds} veth pairs...", flush=True)
-        peers = lab._ns("peers")
-        lab._add_ns(peers)
-        make_interfaces(ns, peers, n + args.adds)
-        print("waiting for the machine to be quiet...", flush=True)
-        wait_for_quiet()
+        print(f"creating {n + args.adds} {single_kind()} interfaces...", flush=True)
+        add_interfaces(ns, [host_interface_name("bench", f"w{i}") for i in range(n + args.adds)])
+        loads.append(wait_for_quiet())
 
         # Memory of the empty agent: same binary, same interfaces, a prefix with nothing in it.
         lab.prefix = "/empty"
@@ -163,10 +143,13 @@ def main() -> int:
         latencies = measure_adds(lab, ns, n, args.adds)
         time.sleep(1)
         full_rss = rss_kib(felix.pid)
+        loads.append(load_average())
+        lab.stop_felix("node1")
+        print(f"interfaces removed in {remove_interfaces(ns):.1f} s")
     finally:
         lab.destroy()
         leave_controller_namespace()
-    print(f"load average during the run: {open('/proc/loadavg').read().split()[0]}")
+    print(f"load average (1 min) at start, before measuring, at the end: {', '.join(f'{x:.2f}' for x in loads)}")
 
     p50 = statistics.median(latencies) * 1000
     p99 = sorted(latencies)[max(0, int(len(latencies) * 0.99) - 1)] * 1000

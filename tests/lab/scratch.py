@@ -28,9 +28,9 @@ class ScratchNamespace:
         finally:
             os.close(fd)
 
-    def call(self, function, *args):
+    def call(self, function, *args, timeout: float = 120):
         """Run function(*args) on the thread inside the namespace (sockets it opens live there)."""
-        return self._executor.submit(function, *args).result(timeout=120)
+        return self._executor.submit(function, *args).result(timeout=timeout)
 
     def nft(self, *args: str) -> str:
         return netns.in_ns(self.name, "nft", *args).stdout
