@@ -8,10 +8,11 @@ import hashlib
 import logging
 import sys
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from policy.compiler.endpoints import EndpointView, endpoint_chain
-from policy.compiler.labels import Item, LabelIndex
+from policy.compiler.labels import Item, LabelIndex, shared_labels
 from policy.compiler.matches import compile_rule
 from policy.compiler.nat import NAT_CHAIN, nat_rules, nat_set_elements
 from policy.compiler.ruleset import DEFAULT_HOST_ACCESS, KNOWN_INTERFACES, HostAccess, Ruleset, SetDef, interface_sets
@@ -34,28 +35,29 @@ def _digest(text: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class EndpointFacts:
-    """What the compiler needs of a WorkloadEndpoint: 10,000 of these stay small, where the
-    validated resource objects would cost kilobytes each."""
+    """What the compiler needs of a WorkloadEndpoint: 100,000 of these stay small, where the
+    validated resource objects would cost kilobytes each. Labels are shared between endpoints
+    that carry the same ones, and another node's endpoint keeps no interface name."""
 
     namespace: str
     node: str
-    interface: str
+    interface: str  # "" for another node's endpoint
     networks: tuple[str, ...]
-    labels: dict[str, str]
+    labels: Mapping[str, str]
     profiles: tuple[str, ...]
     ports: tuple[tuple[str, int, int], ...]  # (name, protocol number, port)
     service_account: str | None
     orchestrator: str | None
 
     @classmethod
-    def of(cls, endpoint: WorkloadEndpoint) -> "EndpointFacts":
+    def of(cls, endpoint: WorkloadEndpoint, local_node: str) -> "EndpointFacts":
         spec = endpoint.spec
         return cls(
             sys.intern(endpoint.namespace or ""),  # namespaced: decoding always sets it
             sys.intern(spec.node),
-            spec.interfaceName,
+            spec.interfaceName if spec.node == local_node else "",
             tuple(spec.ipNetworks),
-            {sys.intern(k): sys.intern(v) for k, v in endpoint.metadata.labels.items()},
+            shared_labels(endpoint.metadata.labels),
             tuple(sys.intern(p) for p in spec.profiles),
             tuple((p.name, PROTOCOL_NUMBERS[p.protocol], p.port) for p in spec.ports),
             spec.serviceAccountName,
@@ -142,7 +144,7 @@ class PolicyCompiler:
             if not self._interfaces[interface]:
                 del self._interfaces[interface]
             self._dirty_interfaces.add(interface)
-        facts = EndpointFacts.of(endpoint) if endpoint is not None else None
+        facts = EndpointFacts.of(endpoint, self.node) if endpoint is not None else None
         if facts is not None:
             self._endpoints[key] = facts
             if facts.node == self.node:
@@ -273,6 +275,8 @@ class PolicyCompiler:
         )
         if networks is None:
             self._networks.pop(key, None)
+        elif all(":" not in n for n in networks):  # IPv4 only: no second copy of the tuple
+            self._networks[key] = (tuple(networks), ())
         else:  # per family, ready for set elements
             self._networks[key] = (tuple(n for n in networks if ":" not in n), tuple(n for n in networks if ":" in n))
 
@@ -284,7 +288,8 @@ class PolicyCompiler:
                 if profile in self._profiles:
                     labels.update(self._profiles[profile].spec.labelsToApply)
             labels.update(ep.labels)
-            return Item(endpoint_labels(labels, ep.namespace, ep.orchestrator, ep.service_account), ep.namespace)
+            effective = endpoint_labels(labels, ep.namespace, ep.orchestrator, ep.service_account)
+            return Item(shared_labels(effective), ep.namespace)
         if key in self._netsets:
             netset = self._netsets[key]
             labels = dict(netset.metadata.labels)

@@ -3,11 +3,37 @@
 Evaluating 1,000 selectors against 10,000 endpoints one by one costs ten million matches;
 an inverted index of label values answers each selector in time proportional to the answer."""
 
+import sys
+import weakref
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from policy.model.selector import All, And, Compare, Global, Has, In, Not, Or, Selector
+
+
+class SharedLabels(dict[str, str]):
+    """A label map held once for every item with the same labels: never mutated after
+    shared_labels() returns it (a dict subclass only so that the pool can hold it weakly)."""
+
+    __slots__ = ("__weakref__",)
+
+
+_SHARED: "weakref.WeakValueDictionary[int, SharedLabels]" = weakref.WeakValueDictionary()
+
+
+def shared_labels(labels: Mapping[str, str]) -> Mapping[str, str]:
+    """The one copy of these labels that items hold. The pods of a Deployment carry the same
+    labels, so 100,000 endpoints hold a few thousand maps instead of 100,000 (each ~360 bytes);
+    a map is freed with the last item holding it."""
+    key = hash(frozenset(labels.items()))
+    found = _SHARED.get(key)
+    if found is not None and found == labels:
+        return found
+    made = SharedLabels({sys.intern(k): sys.intern(v) for k, v in labels.items()})
+    if found is None:  # on a hash collision the newcomer keeps its own copy
+        _SHARED[key] = made
+    return made
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,6 +5,7 @@ one set, and the name of a policy's chain content depends on the policy alone.""
 
 import hashlib
 import ipaddress
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
@@ -78,7 +79,8 @@ def collapse(networks: Iterable[str]) -> frozenset[str]:
     """Interval sets refuse overlapping elements: merge them, keeping host addresses bare."""
     networks = list(networks)
     if all(n.endswith("/128") or n.endswith("/32") and ":" not in n for n in networks):  # endpoints only
-        return frozenset(n.rpartition("/")[0] for n in networks)
+        # interned: an endpoint in several sets holds one string for all of them
+        return frozenset(sys.intern(n.rpartition("/")[0]) for n in networks)
     nets = [ipaddress.ip_network(n) for n in networks]
     if all(n.num_addresses == 1 for n in nets):
         return frozenset(str(n.network_address) for n in nets)

@@ -1,0 +1,49 @@
+"""What the compiler keeps per endpoint: a cluster's 100,000 remote endpoints must stay small
+(issue 15). These check the layout, not the output (the golden tests hold that)."""
+
+from policy.compiler.compiler import PolicyCompiler
+from policy.compiler.labels import shared_labels
+from policy.compiler.sets import collapse
+from policy.model.resources import Metadata, WorkloadEndpoint, WorkloadEndpointSpec
+
+
+def endpoint(name: str, node: str, address: str, labels: dict[str, str]) -> WorkloadEndpoint:
+    return WorkloadEndpoint(
+        metadata=Metadata(name=name, namespace="ns", labels=labels),
+        spec=WorkloadEndpointSpec(node=node, interfaceName=f"cx{name}", ipNetworks=[f"{address}/32"]),
+    )
+
+
+def test_endpoints_with_the_same_labels_share_one_label_map_in_the_index():
+    compiler = PolicyCompiler("n1")
+    compiler.set_endpoint("a", endpoint("a", "n2", "10.0.0.1", {"app": "web", "version": "v1"}))
+    compiler.set_endpoint("b", endpoint("b", "n3", "10.0.0.2", {"version": "v1", "app": "web"}))
+    compiler.set_endpoint("c", endpoint("c", "n3", "10.0.0.3", {"app": "db"}))
+    items = compiler.index.items
+    assert items["a"].labels is items["b"].labels
+    assert items["a"].labels is not items["c"].labels
+    assert items["c"].labels["app"] == "db"
+
+
+def test_a_shared_label_map_equals_what_was_asked_for_even_after_the_first_holder_is_gone():
+    first = shared_labels({"app": "web"})
+    assert shared_labels({"app": "web"}) is first
+    del first
+    again = shared_labels({"app": "web"})
+    assert again == {"app": "web"} and shared_labels({"app": "api"}) == {"app": "api"}
+
+
+def test_another_nodes_endpoint_keeps_no_interface_name_and_one_networks_tuple():
+    compiler = PolicyCompiler("n1")
+    compiler.set_endpoint("remote", endpoint("remote", "n2", "10.0.0.1", {}))
+    compiler.set_endpoint("local", endpoint("local", "n1", "10.0.0.2", {}))
+    assert compiler._endpoints["remote"].interface == ""
+    assert compiler._endpoints["local"].interface == "cxlocal"
+    assert compiler._networks["remote"][0] is compiler._endpoints["remote"].networks
+
+
+def test_a_host_address_in_two_sets_is_one_string():
+    one = collapse([f"10.0.{i // 256}.{i % 256}/32" for i in range(300)])
+    other = collapse([f"10.0.{i // 256}.{i % 256}/32" for i in range(100, 400)])
+    shared = {id(a) for a in one} & {id(b) for b in other}
+    assert len(shared) == 200
