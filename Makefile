@@ -49,6 +49,7 @@ bench: setup
 	$(PY) -m tests.bench.bench_bgp
 	$(PY) -m tests.bench.bench_documents
 	$(PY) -m tests.bench.bench_explain
+	$(PY) -m tests.bench.bench_kube
 
 # calyx.yaml is generated from manifests/parts/ (a unit test checks the committed file is current).
 manifests: setup
