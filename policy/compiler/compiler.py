@@ -98,7 +98,7 @@ class CompiledPolicy(CompiledRules):
         self.tier = spec.tier
         self.sort_key = (spec.order if spec.order is not None else float("inf"), policy.name, policy.namespace or "")
         namespace_selector = getattr(spec, "namespaceSelector", None)
-        self.applies = Selection(spec.selector, namespace_selector, namespace)
+        self.applies = Selection(spec.endpoint_selector(), namespace_selector, namespace)
 
 
 class PolicyCompiler:

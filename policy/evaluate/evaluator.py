@@ -196,7 +196,8 @@ class Evaluator:
 
     def _selects(self, policy: Policy) -> frozenset[int]:
         namespace = policy.namespace if isinstance(policy, NetworkPolicy) else None
-        return self.universe.select(policy.spec.selector, getattr(policy.spec, "namespaceSelector", None), namespace)
+        spec = policy.spec
+        return self.universe.select(spec.endpoint_selector(), getattr(spec, "namespaceSelector", None), namespace)
 
     def _tier_order(self, name: str) -> tuple:
         tier = self.tiers.get(name)

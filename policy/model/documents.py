@@ -7,6 +7,7 @@ from typing import Any
 import pydantic
 import yaml
 
+from policy.model.calico_fields import not_supported
 from policy.model.kinds import DEFAULT_NAMESPACE, KINDS
 from policy.model.kubernetes import KUBERNETES_NETWORKING_API_VERSION, KubernetesNetworkPolicy, convert
 from policy.model.resources import API_VERSION, CALICO_API_VERSION, NAMESPACE_NAME_LABEL, Resource
@@ -89,12 +90,12 @@ def _field_path(loc: tuple) -> str:
     return path
 
 
-def _problems_from(exc: pydantic.ValidationError) -> list[Problem]:
+def _problems_from(exc: pydantic.ValidationError, kind: str = "") -> list[Problem]:
     problems = []
     for err in exc.errors(include_url=False):
         message = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
-            message = "unknown field"
+            message = not_supported(kind, str(err["loc"][-1])) or "unknown field"
         problems.append(Problem(_field_path(err["loc"]), message))
     return problems
 
@@ -170,7 +171,8 @@ def parse_resource(
     except _Invalid as exc:
         raise DocumentError(source, index, [exc.problem], what, item) from None
     except pydantic.ValidationError as exc:
-        raise DocumentError(source, index, _problems_from(exc), what, item) from None
+        kind = doc["kind"] if isinstance(doc.get("kind"), str) else ""
+        raise DocumentError(source, index, _problems_from(exc, kind), what, item) from None
 
 
 def _list_kind(doc: Any) -> str | None:

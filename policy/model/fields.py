@@ -69,6 +69,15 @@ def _ip_network(value: str) -> str:
         raise ValueError(f"{value!r} is not a valid CIDR: {exc}") from None
 
 
+def _network_of(value: str) -> str:
+    """A CIDR as Calico and Kubernetes take it in rules, network sets and ipBlocks: host bits
+    are allowed and dropped (10.0.0.1/24 is 10.0.0.0/24); a bare address means /32 or /128."""
+    try:
+        return str(ipaddress.ip_network(value, strict=False))
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not a valid CIDR: {exc}") from None
+
+
 def _ip_address(value: str) -> str:
     try:
         return str(ipaddress.ip_address(value))
@@ -169,6 +178,7 @@ LabelValues = Annotated[list[LabelValue], BeforeValidator(_value_strings)]
 StringMap = Annotated[dict[str, str], BeforeValidator(_label_strings)]
 WorkloadInterfaceName = Annotated[str, AfterValidator(_workload_interface_name)]
 IPNetwork = Annotated[str, AfterValidator(_ip_network)]
+MatchNetwork = Annotated[str, AfterValidator(_network_of)]  # what a rule or network set matches
 IPAddress = Annotated[str, AfterValidator(_ip_address)]
 IPInterface = Annotated[str, AfterValidator(_ip_interface)]
 MACAddress = Annotated[str, AfterValidator(_mac)]

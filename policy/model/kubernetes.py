@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from policy.model.base import Model
-from policy.model.fields import IPNetwork, LabelKey, Labels, LabelValues, ResourceName, StringMap
+from policy.model.fields import LabelKey, Labels, LabelValues, MatchNetwork, ResourceName, StringMap
 from policy.model.resources import ORCHESTRATOR_LABEL
 from policy.model.rules import Port
 
@@ -42,9 +42,9 @@ class LabelSelector(Model):
 
 
 class IPBlock(Model):
-    cidr: IPNetwork
+    cidr: MatchNetwork  # host bits allowed (Kubernetes parses ipBlock CIDRs sloppily) and dropped
     # `except` is a Python keyword; the alias keeps the Kubernetes spelling.
-    except_: list[IPNetwork] = Field(default_factory=list, alias="except")
+    except_: list[MatchNetwork] = Field(default_factory=list, alias="except")
 
 
 class Peer(Model):

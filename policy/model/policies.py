@@ -1,13 +1,14 @@
 """Policy kinds as in Calico v3: tiers, (global) network policies, (global) network sets, profiles."""
 
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from policy.model.base import Model
-from policy.model.fields import IPNetwork, Labels, ResourceName
+from policy.model.fields import Labels, MatchNetwork, ResourceName
 from policy.model.resources import NAMESPACE_LABEL, ORCHESTRATOR_LABEL, Resource
-from policy.model.rules import Rule, SelectorText
+from policy.model.rules import SERVICE_ACCOUNT_LABEL_PREFIX, Rule, SelectorText
+from policy.model.selector import parse_selector, with_key_prefix
 
 DEFAULT_TIER = "default"
 PolicyType = Literal["Ingress", "Egress"]
@@ -32,6 +33,10 @@ class PolicySpec(Model):
     types: list[PolicyType]
     ingress: list[Rule] = Field(default_factory=list)
     egress: list[Rule] = Field(default_factory=list)
+    # The endpoints of the service accounts it selects (their labels, as pcsa.<key>), ANDed with selector.
+    serviceAccountSelector: SelectorText | None = None
+    # A hint to Calico's dataplane about where the policy is needed; Calyx's sets need none.
+    performanceHints: list[Literal["AssumeNeededOnEveryNode"]] | None = None
 
     _types_default = model_validator(mode="before")(_default_types)
 
@@ -44,9 +49,29 @@ class PolicySpec(Model):
                 raise ValueError(f"has {direction.lower()} rules but types does not include {direction}")
         return self
 
+    def endpoint_selector(self) -> str:
+        """What the policy applies to: selector, and serviceAccountSelector over the labels a
+        service account's profile gives its endpoints."""
+        if self.serviceAccountSelector is None:
+            return self.selector
+        accounts = with_key_prefix(parse_selector(self.serviceAccountSelector), SERVICE_ACCOUNT_LABEL_PREFIX)
+        return f"({self.selector}) && ({accounts})"
+
+
+def _host_endpoints_only(value):
+    if value is not False:
+        raise ValueError("true is not supported by Calyx: it applies to host endpoints, which Calyx does not have")
+    return value
+
+
+HostEndpointFlag = Annotated[bool, AfterValidator(_host_endpoints_only)]
+
 
 class GlobalPolicySpec(PolicySpec):
     namespaceSelector: SelectorText | None = None
+    doNotTrack: HostEndpointFlag | None = None  # unset stays out of what is stored
+    preDNAT: HostEndpointFlag | None = None
+    applyOnForward: HostEndpointFlag | None = None
 
 
 class NetworkPolicy(Resource):
@@ -82,7 +107,7 @@ class Tier(Resource):
 
 
 class NetworkSetSpec(Model):
-    nets: list[IPNetwork] = Field(default_factory=list)
+    nets: list[MatchNetwork] = Field(default_factory=list)
 
 
 def _no_calyx_labels(resource):

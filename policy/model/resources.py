@@ -91,6 +91,9 @@ class WorkloadEndpointSpec(Model):
     profiles: list[str] = Field(default_factory=list)
     ports: list[EndpointPort] = Field(default_factory=list)
     serviceAccountName: str | None = None
+    # Calyx's workload gateways are fixed (docs/workloads.md): accepted only as such.
+    ipv4Gateway: Literal["169.254.1.1"] | None = None
+    ipv6Gateway: Literal["fe80::1"] | None = None
 
 
 class WorkloadEndpoint(Resource):

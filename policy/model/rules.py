@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 
 from policy.model.base import Model
-from policy.model.fields import IPNetwork, case_mistake
+from policy.model.fields import MatchNetwork, case_mistake
 from policy.model.resources import SERVICE_ACCOUNT_LABEL
 from policy.model.selector import SelectorError, parse_selector, with_key_prefix
 
@@ -105,8 +105,8 @@ class ICMPMatch(Model):
 
 
 class EntityRule(Model):
-    nets: list[IPNetwork] = Field(default_factory=list)
-    notNets: list[IPNetwork] = Field(default_factory=list)
+    nets: list[MatchNetwork] = Field(default_factory=list)
+    notNets: list[MatchNetwork] = Field(default_factory=list)
     selector: SelectorText | None = None
     notSelector: SelectorText | None = None
     namespaceSelector: SelectorText | None = None
