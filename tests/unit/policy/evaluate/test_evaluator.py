@@ -214,3 +214,28 @@ def test_host_to_its_own_workloads_and_an_endpoint_to_itself_are_not_filtered():
     assert flow(evaluator, "198.18.0.1", "x/a").decisions[-1].reason == NOT_FILTERED
     assert flow(evaluator, "x/a", "x/a").allowed
     assert not flow(evaluator, "y/c", "x/a").allowed
+
+
+def test_service_account_selectors_match_the_labels_of_the_accounts_profile():
+    account = (
+        "apiVersion: calyx.io/v1\nkind: Profile\nmetadata: {name: ksa.x.builder}\n"
+        "spec: {labelsToApply: {pcsa.role: build}}\n---\n"
+    )
+    text = BASE.replace("serviceAccountName: builder}", "serviceAccountName: builder, profiles: [ksa.x.builder]}")
+    evaluator = Evaluator(
+        docs(
+            text
+            + "---\n"
+            + account
+            + policy(
+                "by-account",
+                "{selector: app == 'a', ingress: [{action: Allow, source: {serviceAccounts: {selector: role == 'build'}}}]}",
+            )
+            + policy("of-account", "{serviceAccountSelector: role == 'build', egress: [{action: Deny}]}")
+        )
+    )
+    assert not flow(evaluator, "x/b", "x/a").allowed  # x/b's egress: of-account applies to its account
+    from_c = flow(evaluator, "y/c", "x/a").decisions[-1]
+    assert (from_c.allowed, from_c.reason) == (False, TIER_DEFAULT)
+    into_a = evaluator.decide(evaluator.locate("10.0.0.1").endpoint, "Ingress", Packet("10.0.0.2", "10.0.0.1", 6, 80))
+    assert (into_a.allowed, into_a.policy) == (True, "NetworkPolicy x/by-account")
