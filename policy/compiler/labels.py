@@ -43,27 +43,46 @@ class Item:
 
 
 class LabelIndex:
+    """Items by id, and an inverted index (label key -> value -> ids) of the keys selectors use.
+
+    A key is indexed from the first selector that asks for it on: most labels pods carry
+    (pod-template-hash, version, the service account) are never selected on, and indexing
+    every key cost ~40 bytes per endpoint and label."""
+
     def __init__(self) -> None:
         self.items: dict[str, Item] = {}
-        self._values: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+        self._values: dict[str, dict[str, set[str]]] = {}  # indexed keys only
         self._by_namespace: dict[str | None, set[str]] = defaultdict(set)
 
     def put(self, item_id: str, item: Item | None) -> None:
         old = self.items.pop(item_id, None)
         if old is not None:
             for key, value in old.labels.items():
-                ids = self._values[key][value]
-                ids.discard(item_id)
-                if not ids:
-                    del self._values[key][value]
-                    if not self._values[key]:
-                        del self._values[key]
+                by_value = self._values.get(key)
+                if by_value is not None:
+                    ids = by_value[value]
+                    ids.discard(item_id)
+                    if not ids:
+                        del by_value[value]
             self._by_namespace[old.namespace].discard(item_id)
         if item is not None:
             self.items[item_id] = item
             for key, value in item.labels.items():
-                self._values[key][value].add(item_id)
+                by_value = self._values.get(key)
+                if by_value is not None:
+                    by_value.setdefault(value, set()).add(item_id)
             self._by_namespace[item.namespace].add(item_id)
+
+    def _by_value(self, key: str) -> dict[str, set[str]]:
+        """value -> ids for one key, indexed now if no selector asked for it before."""
+        by_value = self._values.get(key)
+        if by_value is None:
+            by_value = self._values[key] = {}
+            for item_id, item in self.items.items():
+                value = item.labels.get(key)
+                if value is not None:
+                    by_value.setdefault(value, set()).add(item_id)
+        return by_value
 
     def namespaces(self) -> set[str | None]:
         return {ns for ns, ids in self._by_namespace.items() if ids}
@@ -76,13 +95,13 @@ class LabelIndex:
         if isinstance(node, (All, Global)):
             return set(self.items)
         if isinstance(node, Has):
-            return set().union(*self._values.get(node.key, {}).values())
+            return set().union(*self._by_value(node.key).values())
         if isinstance(node, In):
-            by_value = self._values.get(node.key, {})
+            by_value = self._by_value(node.key)
             hits = set().union(*(by_value.get(v, ()) for v in node.values))
             return set(self.items) - hits if node.negated else hits
         if isinstance(node, Compare):
-            by_value = self._values.get(node.key, {})
+            by_value = self._by_value(node.key)
             if node.op in ("==", "!="):
                 hits = set(by_value.get(node.value, ()))
                 return set(self.items) - hits if node.op == "!=" else hits

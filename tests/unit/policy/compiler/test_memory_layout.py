@@ -2,9 +2,10 @@
 (issue 15). These check the layout, not the output (the golden tests hold that)."""
 
 from policy.compiler.compiler import PolicyCompiler
-from policy.compiler.labels import shared_labels
+from policy.compiler.labels import Item, LabelIndex, shared_labels
 from policy.compiler.sets import collapse
 from policy.model.resources import Metadata, WorkloadEndpoint, WorkloadEndpointSpec
+from policy.model.selector import parse_selector
 
 
 def endpoint(name: str, node: str, address: str, labels: dict[str, str]) -> WorkloadEndpoint:
@@ -47,3 +48,15 @@ def test_a_host_address_in_two_sets_is_one_string():
     other = collapse([f"10.0.{i // 256}.{i % 256}/32" for i in range(100, 400)])
     shared = {id(a) for a in one} & {id(b) for b in other}
     assert len(shared) == 200
+
+
+def test_a_label_key_is_indexed_from_the_first_selector_on_it_and_kept_up_to_date():
+    index = LabelIndex()
+    index.put("a", Item({"app": "web", "hash": "1"}, "ns"))
+    assert not index._values  # nobody selected on anything yet
+    assert index.select(parse_selector("hash == '1'")) == {"a"}
+    index.put("b", Item({"hash": "1", "app": "db"}, "ns"))
+    index.put("a", None)
+    assert index.select(parse_selector("hash == '1'")) == {"b"}
+    assert index.select(parse_selector("has(hash) && app == 'db'")) == {"b"}
+    assert set(index._values) == {"hash", "app"}
