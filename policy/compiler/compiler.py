@@ -357,7 +357,7 @@ class PolicyCompiler:
     def _evaluate(self, selection: Selection) -> set[str]:
         ids = self.index.select(parse_selector(selection.selector))
         scope = selection.scoped_namespaces(self._namespaces, self.index.namespaces())
-        return ids if scope is None else ids & self.index.in_namespaces(scope)
+        return ids if scope is None else self.index.in_namespaces(ids, scope)
 
     def _set_members(self, selection: Selection, members: set[str]) -> None:
         old = self._members.get(selection, set())

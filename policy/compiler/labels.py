@@ -87,8 +87,12 @@ class LabelIndex:
     def namespaces(self) -> set[str | None]:
         return {ns for ns, ids in self._by_namespace.items() if ids}
 
-    def in_namespaces(self, namespaces: set[str | None]) -> set[str]:
-        return set().union(*(self._by_namespace.get(ns, ()) for ns in namespaces))
+    def in_namespaces(self, ids: set[str], namespaces: set[str | None]) -> set[str]:
+        """Those of ids whose items live in one of namespaces (None: global items): a walk over
+        the answer, not a union of every item in scope (1,000 selections over 100,000 endpoints
+        in all namespaces made that a union of 100 million ids)."""
+        items = self.items
+        return {item_id for item_id in ids if items[item_id].namespace in namespaces}
 
     def select(self, node: Selector) -> set[str]:
         """Ids of the items whose labels match (namespace scoping is the caller's)."""
