@@ -1,0 +1,203 @@
+"""Cluster-shaped agent benchmark: felix on node1 with 100 local endpoints, in a cluster of
+100,000 endpoints on 1,000 Node resources with 1,000 policies whose selectors pick remote
+endpoints (tests/bench/cluster_model.py), in network namespaces:
+
+1. cold start: felix started with the cluster in etcd until it reports the revision programmed
+   (goal <= 10 s), against `nft -f` of the table it programmed;
+2. memory: RSS (goal <= 300 MiB), per remote endpoint (the cluster against only node1's
+   endpoints; goal <= 1.5 KiB) and per local endpoint (node1's endpoints against none;
+   goal <= 2 KiB);
+3. a remote endpoint's label change: etcd put to `nft monitor` showing its address added to
+   the set of its new selector (goal p99 <= 50 ms), against `nft add element` seen the same way.
+
+    python -m tests.bench.bench_cluster_agent [--nodes 1000] [--changes 100]"""
+
+import argparse
+import os
+import select
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+from policy.datastore.store import ResourceStore, WriteMode
+from tests.bench.bench_routes import rss_kib
+from tests.bench.cluster_model import ClusterShape, address, endpoint, interface_of, local_indices, resources
+from tests.lab import netns
+from tests.lab.interfaces import add_interfaces, load_average, remove_interfaces, wait_for_quiet
+from tests.lab.scratch import ScratchNamespace
+from tests.lab.topology import Lab, enter_controller_namespace, leave_controller_namespace
+
+NODE = "node1"
+
+
+def write(lab: Lab, items) -> int:
+    store = ResourceStore(lab.kv, lab.prefix)
+    revision = 0
+    for start in range(0, len(items), 1000):
+        revision = store.write(items[start : start + 1000], WriteMode.APPLY)
+    return revision
+
+
+def settled_rss(lab: Lab, revision: int, timeout: float) -> tuple[float, int]:
+    """Start felix on lab.prefix; seconds until it programs `revision`, and its RSS a second later."""
+    started = time.perf_counter()
+    felix = lab.start_felix(NODE)
+    lab.wait_programmed(NODE, revision, timeout=timeout)
+    seconds = time.perf_counter() - started
+    time.sleep(1)
+    return seconds, rss_kib(felix.pid)
+
+
+def nft_f_baseline(ns: str) -> float:
+    """`nft -f` of what felix programmed, into a namespace of its own."""
+    text = netns.in_ns(ns, "nft", "list", "table", "inet", "calyx", timeout=300).stdout
+    space = ScratchNamespace("cxbench-nft")
+    try:
+        with tempfile.NamedTemporaryFile("w", suffix=".nft") as f:
+            f.write(text)
+            f.flush()
+            started = time.perf_counter()
+            netns.in_ns(space.name, "nft", "-f", f.name, timeout=300)
+            return time.perf_counter() - started
+    finally:
+        space.close()
+
+
+class Monitor:
+    """`nft monitor` of the node's element changes, read with a deadline. Raw reads: one
+    transaction prints several lines at once, and a buffered readline would leave the rest
+    where select() cannot see them."""
+
+    def __init__(self, ns: str):
+        self._proc = subprocess.Popen(["ip", "netns", "exec", ns, "nft", "monitor", "elements"], stdout=subprocess.PIPE)
+        self._pending = b""
+        time.sleep(0.3)
+
+    def wait_for(self, needle: str, started: float, timeout: float = 5) -> float:
+        deadline = started + timeout
+        wanted = needle.encode()
+        while True:
+            *lines, self._pending = self._pending.split(b"\n")
+            if any(line.startswith(b"add element") and wanted in line for line in lines):
+                return time.perf_counter() - started
+            left = deadline - time.perf_counter()
+            if left <= 0:
+                raise TimeoutError(f"no element {needle} added within {timeout}s")
+            ready, _, _ = select.select([self._proc.stdout], [], [], left)
+            if ready:
+                self._pending += os.read(self._proc.stdout.fileno(), 65536)
+
+    def close(self) -> None:
+        self._proc.kill()
+        self._proc.wait()
+
+
+def label_changes(lab: Lab, shape: ClusterShape, ns: str, changes: int) -> tuple[list[float], list[float]]:
+    """Remote endpoint i moves from app<i % policies> to another app: its address leaves one set
+    and joins another. The baseline adds one element to a set of its own with the nft CLI."""
+    store = ResourceStore(lab.kv, lab.prefix)
+    netns.in_ns(ns, "nft", "add", "table", "inet", "cxbench")
+    netns.in_ns(ns, "nft", "add", "set", "inet", "cxbench", "probe", "{ type ipv4_addr; flags interval; }")
+    monitor = Monitor(ns)
+    ours, baseline = [], []
+    try:
+        for n in range(changes):
+            i = shape.per_node + (n * 997) % (shape.endpoints - shape.per_node)  # a remote endpoint
+            moved = endpoint(i, shape, app=(i + 1 + n) % shape.policies)
+            started = time.perf_counter()
+            store.write([moved], WriteMode.APPLY)
+            ours.append(monitor.wait_for(address(i), started))
+            probe = f"192.0.2.{n % 250 + 1}"
+            started = time.perf_counter()
+            netns.in_ns(ns, "nft", "add", "element", "inet", "cxbench", "probe", f"{{ {probe} }}")
+            baseline.append(monitor.wait_for(probe, started))
+            time.sleep(0.05)
+    finally:
+        monitor.close()
+        netns.in_ns(ns, "nft", "delete", "table", "inet", "cxbench", check=False)
+    return ours, baseline
+
+
+def p99(values: list[float]) -> float:
+    return sorted(values)[max(0, int(len(values) * 0.99) - 1)]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nodes", type=int, default=1000)
+    parser.add_argument("--changes", type=int, default=100)
+    args = parser.parse_args()
+    shape = ClusterShape(nodes=args.nodes)
+    print("waiting for the machine to be quiet...", flush=True)
+    loads = [wait_for_quiet()]
+    enter_controller_namespace("cxbench")
+    lab = Lab(nodes=1)
+    try:
+        lab.build()
+        ns = lab.nodes[NODE].netns
+        netns.in_ns(ns, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1")
+        add_interfaces(ns, [interface_of(i) for i in local_indices(shape)])
+        print(f"writing {shape.endpoints} endpoints, {shape.nodes} nodes, {shape.policies} policies...", flush=True)
+        started = time.perf_counter()
+        lab.prefix = "/calyx"
+        revision = write(lab, resources(shape))
+        print(f"  written in {time.perf_counter() - started:.1f} s", flush=True)
+        lab.prefix = "/local"
+        local_revision = write(lab, resources(shape, local_indices(shape)))
+        lab.prefix = "/empty"
+        _, empty_rss = settled_rss(lab, 0, 60)
+        lab.stop_felix(NODE)
+        lab.prefix = "/local"
+        _, local_rss = settled_rss(lab, local_revision, 120)
+        lab.stop_felix(NODE)
+        netns.in_ns(ns, "nft", "delete", "table", "inet", "calyx")  # a cold start: nothing programmed
+        loads.append(wait_for_quiet())
+        lab.prefix = "/calyx"
+        cold, full_rss = settled_rss(lab, revision, 300)
+        loads.append(load_average())
+        baseline_nft = nft_f_baseline(ns)
+        ours, baseline = label_changes(lab, shape, ns, args.changes)
+        time.sleep(1)
+        changed_rss = rss_kib(lab.nodes[NODE].felix.pid)
+        felix_log = lab.nodes[NODE].felix.log_path.read_text()
+        lab.stop_felix(NODE)
+        remove_interfaces(ns)
+        loads.append(load_average())
+    finally:
+        lab.destroy()
+        leave_controller_namespace()
+    remote = shape.endpoints - shape.per_node
+    print("felix's own account of the cold start:")
+    print("\n".join("  " + line for line in felix_log.splitlines() if "INFO" in line and "felix" in line)[-2000:])
+    print(
+        f"load average (1 min) at the start, before the cold start, after it, at the end: {', '.join(f'{x:.2f}' for x in loads)}"
+    )
+    print(
+        f"\ncluster agent benchmark: {shape.per_node} local endpoints of {shape.endpoints} on {shape.nodes} nodes, {shape.policies} policies"
+    )
+    print(
+        f"  cold start to programmed: {cold:.2f} s (goal <= 10 s); nft -f of the same table {baseline_nft:.2f} s "
+        f"-> ratio {cold / baseline_nft:.1f}x"
+    )
+    print(
+        f"  RSS: empty {empty_rss / 1024:.1f} MiB, local endpoints only {local_rss / 1024:.1f} MiB, "
+        f"cluster {full_rss / 1024:.1f} MiB (goal <= 300 MiB), after {args.changes} label changes {changed_rss / 1024:.1f} MiB"
+    )
+    print(
+        f"  per remote endpoint {(full_rss - local_rss) / remote:.2f} KiB (goal <= 1.5 KiB); "
+        f"per local endpoint {(local_rss - empty_rss) / shape.per_node:.2f} KiB (goal <= 2 KiB; 100 endpoints: "
+        "tests/bench/bench_routes.py measures 10,000)"
+    )
+    print(
+        f"  remote label change, put -> element in the kernel: p50 {statistics.median(ours) * 1e3:.1f} ms, "
+        f"p99 {p99(ours) * 1e3:.1f} ms, max {max(ours) * 1e3:.1f} ms over {len(ours)} (goal p99 <= 50 ms); "
+        f"nft add element: p50 {statistics.median(baseline) * 1e3:.1f} ms, p99 {p99(baseline) * 1e3:.1f} ms "
+        f"-> ratio of p99s {p99(ours) / p99(baseline):.1f}x"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
