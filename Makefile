@@ -64,7 +64,7 @@ image: setup
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mmdebstrap podman >/dev/null)
 	PYTHON=$(abspath $(PY)) packaging/image/build-rootfs.sh build/image
 	podman build -q -t $(IMAGE) -f build/image/Containerfile build/image
-	@podman image inspect $(IMAGE) --format 'image $(IMAGE): {{.Size}} bytes' | numfmt --field=3 --to=iec --suffix=B
+	@size=$$(podman image inspect $(IMAGE) --format '{{.Size}}'); echo "image $(IMAGE): $$size bytes ($$(numfmt --to=si $$size)B)"
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis *.egg-info build

@@ -160,8 +160,9 @@ def add(ctx, netns, labels, address, node, workload, network, cni_path, **option
     try:
         result = run_plugin("ADD", conf, name, netns, path)
     except click.ClickException:
-        if address:
-            _run(lambda: manager.release_handle(f"{network}.{name}"))
+        handle = f"{network}.{name}"
+        if address and _run(lambda: manager.handle(handle)):  # the plugin's undo may have released it
+            _run(lambda: manager.release_handle(handle))
         raise
     interface = next((i["name"] for i in result.get("interfaces", []) if not i.get("sandbox")), "?")
     addresses = ", ".join(ip["address"] for ip in result.get("ips", []))

@@ -6,6 +6,7 @@ integration conftest entered; every directory is temporary."""
 import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -24,17 +25,25 @@ def cni_template() -> str:
     return config["data"]["cni_network_config"]
 
 
-def podman(tmp: Path, conf_dir: Path, *args: str) -> subprocess.CompletedProcess:
+def podman(state: Path, conf_dir: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        ["podman", "--root", str(tmp / "root"), "--runroot", str(tmp / "run"), "--network-backend", "cni",
+        ["podman", "--root", str(state / "root"), "--runroot", str(state / "run"), "--network-backend", "cni",
          "--network-config-dir", str(conf_dir), *args],
-        env={**os.environ, "CONTAINERS_CONF": str(tmp / "containers.conf")},
+        env={**os.environ, "CONTAINERS_CONF": str(state / "containers.conf")},
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
 
 
+@pytest.fixture
+def podman_state():
+    """podman's storage and run root: a short path of our own (podman refuses a runroot over 50 characters)."""
+    state = Path(tempfile.mkdtemp(prefix="cxpod", dir="/tmp"))
+    yield state
+    shutil.rmtree(state, ignore_errors=True)
+
+
 @pytest.mark.skipif(not shutil.which("podman"), reason="podman is not installed (apt-get install -y podman)")
-def test_podman_loads_the_installed_conflist(tmp_path):
+def test_podman_loads_the_installed_conflist(tmp_path, podman_state):
     for plugin in ("calyx-cni", "calyx-ipam"):
         assert (BIN / plugin).exists(), f"{plugin} is not an installed command yet (felix/cni/, pyproject.toml)"
     bin_dir, net_dir = tmp_path / "opt-cni-bin", tmp_path / "etc-cni-net.d"
@@ -51,18 +60,18 @@ def test_podman_loads_the_installed_conflist(tmp_path):
     }
     install = subprocess.run([BIN / "calyx-install-cni"], env=env, capture_output=True, text=True, timeout=60)
     assert install.returncode == 0, install.stderr + install.stdout
-    (tmp_path / "containers.conf").write_text(f'[network]\ncni_plugin_dirs = ["{bin_dir}"]\n')
+    (podman_state / "containers.conf").write_text(f'[network]\ncni_plugin_dirs = ["{bin_dir}"]\n')
 
-    listed = podman(tmp_path, net_dir, "network", "ls", "--format", "{{.Name}}")
+    listed = podman(podman_state, net_dir, "network", "ls", "--format", "{{.Name}}")
     assert listed.returncode == 0, listed.stderr
     assert "k8s-pod-network" in listed.stdout.split(), listed.stderr
     assert "Error" not in listed.stderr, listed.stderr  # libcni's validation problems are warnings
 
-    inspected = podman(tmp_path, net_dir, "network", "inspect", "k8s-pod-network")
+    inspected = podman(podman_state, net_dir, "network", "inspect", "k8s-pod-network")
     assert inspected.returncode == 0, inspected.stderr
 
     uninstall = subprocess.run(
         [BIN / "calyx-install-cni", "--uninstall"], env=env, capture_output=True, text=True, timeout=60
     )
     assert uninstall.returncode == 0, uninstall.stderr
-    assert "k8s-pod-network" not in podman(tmp_path, net_dir, "network", "ls", "--format", "{{.Name}}").stdout
+    assert "k8s-pod-network" not in podman(podman_state, net_dir, "network", "ls", "--format", "{{.Name}}").stdout
