@@ -9,8 +9,8 @@ writing a WorkloadEndpoint.  Calyx's agent never creates interfaces; this is the
 The host answers for 169.254.1.1 and fe80::1 by proxy ARP/NDP, which the agent turns on.
 
 Namespaces are entered with setns(2) by the calling thread only, for as long as it takes to
-open a netlink socket there (a socket stays in the namespace it was made in), and never
-created: a namespace that is gone stays gone."""
+open a netlink socket there (a socket stays in the namespace it was made in) or to write a
+sysctl, and never created: a namespace that is gone stays gone."""
 
 import contextlib
 import ctypes
@@ -73,11 +73,10 @@ def _setns(fd: int) -> None:
 
 
 @contextlib.contextmanager
-def netlink(netns: str | None = None) -> Iterator[IPRoute]:
-    """An IPRoute socket inside `netns` (None: the caller's own namespace)."""
+def inside(netns: str | None) -> Iterator[None]:
+    """Run the body with this thread in `netns` (None: where it is); it comes back either way."""
     if netns is None:
-        with IPRoute() as ipr:
-            yield ipr
+        yield
         return
     try:
         target = os.open(netns_path(netns), os.O_RDONLY | os.O_CLOEXEC)
@@ -89,15 +88,29 @@ def netlink(netns: str | None = None) -> Iterator[IPRoute]:
             try:
                 _setns(target)
                 try:
-                    ipr = IPRoute()
+                    yield
                 finally:
                     _setns(home)
             finally:
                 os.close(home)
     finally:
         os.close(target)
+
+
+@contextlib.contextmanager
+def netlink(netns: str | None = None) -> Iterator[IPRoute]:
+    """An IPRoute socket inside `netns` (None: the caller's own namespace)."""
+    with inside(netns):
+        ipr = IPRoute()
     with ipr:
         yield ipr
+
+
+def _no_dad(netns: str | None, interface: str) -> None:
+    """No duplicate address detection on a workload link: the addresses are IPAM's, and DAD
+    would hold link-local (so NDP, so the pod's first IPv6 packets) back for a second."""
+    with inside(netns), open(f"/proc/sys/net/ipv6/conf/{interface}/accept_dad", "w") as sysctl:
+        sysctl.write("0")
 
 
 def attach_workload(
@@ -122,9 +135,10 @@ def attach_workload(
             (host_index,) = host.link_lookup(ifname=host_interface)
             (peer_index,) = host.link_lookup(ifname=peer)
             host.link("set", index=host_index, address=HOST_MAC, mtu=mtu)
+            _no_dad(host_netns, host_interface)
             with open(netns_path(workload_netns), "rb") as target:
                 host.link("set", index=peer_index, net_ns_fd=target.fileno())
-            mac = _configure_workload(workload, peer, ifname, networks, mtu)
+            mac = _configure_workload(workload, workload_netns, peer, ifname, networks, mtu)
             host.link("set", index=host_index, state="up")
         except Exception:
             for index in host.link_lookup(ifname=host_interface):
@@ -134,9 +148,11 @@ def attach_workload(
     return Attachment(host_interface, mac, prefixes)
 
 
-def _configure_workload(workload: IPRoute, peer: str, ifname: str, networks: list, mtu: int) -> str:
+def _configure_workload(workload: IPRoute, netns: str, peer: str, ifname: str, networks: list, mtu: int) -> str:
     (index,) = workload.link_lookup(ifname=peer)
-    workload.link("set", index=index, ifname=ifname, mtu=mtu, state="up")
+    workload.link("set", index=index, ifname=ifname, mtu=mtu)
+    _no_dad(netns, ifname)
+    workload.link("set", index=index, state="up")
     lo = workload.link_lookup(ifname="lo")
     if lo:
         workload.link("set", index=lo[0], state="up")

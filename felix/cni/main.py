@@ -40,7 +40,9 @@ def _configure_logging(program: str, conf: NetConf | None) -> None:
         handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(LOG_FORMAT.replace("%(name)s", program)))
     root.addHandler(handler)
-    root.setLevel(conf.log_level if conf else "INFO")
+    root.setLevel("WARNING")  # libraries (pyroute2 logs every netlink message at DEBUG) say only what is wrong
+    for ours in ("calyx-cni", "felix", "policy"):
+        logging.getLogger(ours).setLevel(conf.log_level if conf else "INFO")
 
 
 def _terminated(signum, frame):
