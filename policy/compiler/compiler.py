@@ -15,6 +15,7 @@ from policy.compiler.endpoints import EndpointView, endpoint_chain
 from policy.compiler.labels import Item, LabelIndex, shared_labels
 from policy.compiler.matches import compile_rule
 from policy.compiler.nat import NAT_CHAIN, nat_rules, nat_set_elements
+from policy.compiler.observe import NO_OBSERVE, Observe, policy_origin
 from policy.compiler.ruleset import DEFAULT_HOST_ACCESS, KNOWN_INTERFACES, HostAccess, Ruleset, SetDef, interface_sets
 from policy.compiler.sets import Selection, SetSpec, collapse
 from policy.model.policies import GlobalNetworkSet, NetworkPolicy, NetworkSet, Policy, Profile, Tier
@@ -69,10 +70,17 @@ class CompiledRules:
     """A policy's or profile's chains (per direction) and the sets they reference."""
 
     def __init__(
-        self, prefix: str, ident: str, rules: dict[str, list[Rule]], namespace: str | None, broken: str | None
+        self,
+        prefix: str,
+        ident: str,
+        rules: dict[str, list[Rule]],
+        namespace: str | None,
+        broken: str | None,
+        observe: Observe = NO_OBSERVE,
     ):
         self.chains: dict[str, tuple[str, tuple]] = {}
         self.specs: set[SetSpec] = set()
+        origin = f"profiles/{ident}" if prefix == "prof" else policy_origin(ident)
         for direction, direction_rules in rules.items():
             name = f"{prefix}-{DIRECTIONS[direction]}-{_digest(ident)}"
             if broken:
@@ -81,7 +89,8 @@ class CompiledRules:
             compiled = []
             for index, rule in enumerate(direction_rules):
                 log_prefix = f"calyx {ident} {direction.lower()}[{index}]: "
-                compiled += compile_rule(rule, namespace, log_prefix, self._want)
+                rules_of = compile_rule(rule, namespace, log_prefix, self._want)
+                compiled += observe.rules(rules_of, rule.action, direction, index, origin)
             self.chains[direction] = (name, tuple(compiled))
 
     def _want(self, spec: SetSpec) -> str:
@@ -90,11 +99,11 @@ class CompiledRules:
 
 
 class CompiledPolicy(CompiledRules):
-    def __init__(self, key: str, policy: Policy, broken: str | None):
+    def __init__(self, key: str, policy: Policy, broken: str | None, observe: Observe = NO_OBSERVE):
         spec = policy.spec
         namespace = policy.namespace if isinstance(policy, NetworkPolicy) else None
         rules = {"Ingress": spec.ingress, "Egress": spec.egress}
-        super().__init__("pol", key, {d: rules[d] for d in spec.types}, namespace, broken)
+        super().__init__("pol", key, {d: rules[d] for d in spec.types}, namespace, broken, observe)
         self.tier = spec.tier
         self.sort_key = (spec.order if spec.order is not None else float("inf"), policy.name, policy.namespace or "")
         namespace_selector = getattr(spec, "namespaceSelector", None)
@@ -102,8 +111,9 @@ class CompiledPolicy(CompiledRules):
 
 
 class PolicyCompiler:
-    def __init__(self, node: str, host_access: HostAccess = DEFAULT_HOST_ACCESS):
+    def __init__(self, node: str, host_access: HostAccess = DEFAULT_HOST_ACCESS, observe: Observe = NO_OBSERVE):
         self.node = node
+        self._observe = observe
         self.index = LabelIndex()
         self.errors: dict[str, str] = {}  # policy key -> why it is compiled as drop-all
         self._ruleset = Ruleset(host_access=host_access)
@@ -185,7 +195,7 @@ class PolicyCompiler:
         if profile is not None:
             self._profiles[name] = profile
             rules = {"Ingress": profile.spec.ingress, "Egress": profile.spec.egress}
-            compiled = CompiledRules("prof", name, {d: r for d, r in rules.items() if r}, None, None)
+            compiled = CompiledRules("prof", name, {d: r for d, r in rules.items() if r}, None, None, self._observe)
             self._profile_rules[name] = compiled
             self._claim(compiled)
         if old:
@@ -205,11 +215,11 @@ class PolicyCompiler:
             self._policy_sources[key] = policy
             broken = self._quarantined.get(key)
             try:
-                compiled = CompiledPolicy(key, policy, broken)
+                compiled = CompiledPolicy(key, policy, broken, self._observe)
             except Exception as exc:
                 log.error("policy %s cannot be compiled, its endpoints fail closed: %s", key, exc)
                 broken = f"cannot compile: {exc}"
-                compiled = CompiledPolicy(key, policy, broken)
+                compiled = CompiledPolicy(key, policy, broken, self._observe)
             if broken:
                 self.errors[key] = broken
             self._claim(compiled)  # before releasing the old version: sets both use stay as they are
@@ -409,7 +419,7 @@ class PolicyCompiler:
             owner = min(keys)  # two endpoints claiming one interface: the smallest key wins, whatever the order
             view, name = self._view(owner, direction)
             if name not in self._chain_users:
-                self._ruleset.chains[name] = endpoint_chain(view)
+                self._ruleset.chains[name] = endpoint_chain(view, direction, self._observe)
             self._chain_users[name].add(interface)
             table[interface] = name
         sources = self._endpoints[min(keys)].networks if keys else None
@@ -430,7 +440,9 @@ class PolicyCompiler:
             if len(self._views) > 4 * len(self._chain_users) + 64:
                 self._views.clear()
             view = EndpointView(
-                self._policy_chains(cache_key[1], direction), self._profile_chains(self._endpoints[key], direction)
+                self._policy_chains(cache_key[1], direction),
+                self._profile_chains(self._endpoints[key], direction),
+                self._tier_names(cache_key[1], direction) if self._observe != NO_OBSERVE else (),
             )
             found = self._views[cache_key] = (view, view.chain_name(direction))
         return found
@@ -456,6 +468,11 @@ class PolicyCompiler:
             )
             for tier in sorted(tiers, key=self._tier_sort_key)
         )
+
+    def _tier_names(self, keys: frozenset[str], direction: str) -> tuple[str, ...]:
+        """The tiers of _policy_chains, in the same order: what a default drop's log names."""
+        tiers = {self._policies[key].tier for key in keys if direction in self._policies[key].chains}
+        return tuple(sorted(tiers, key=self._tier_sort_key))
 
     def _tier_sort_key(self, name: str):
         tier = self._tiers.get(name)

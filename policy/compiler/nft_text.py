@@ -77,7 +77,12 @@ def statement(s: dict) -> str:
     if kind == "mangle":
         return f"{expression(body['key'])} set {expression(body['value'])}"
     if kind == "log":
-        return f"log prefix {json.dumps(body['prefix'].replace(chr(34), ''))}"
+        group = f" group {body['group']}" if "group" in body else ""
+        return f"log prefix {json.dumps(body['prefix'].replace(chr(34), ''))}{group}"
+    if kind == "counter":
+        return "counter"
+    if kind == "comment":  # the rule's comment (policy/compiler/observe.py), always its last part
+        return f"comment {json.dumps(body.replace(chr(34), ''))}"
     if kind == "vmap":
         return f"{expression(body['key'])} vmap {body['data']}"
     raise ValueError(f"unsupported statement {s!r}")

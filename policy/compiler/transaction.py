@@ -217,6 +217,9 @@ def _json(verb: Verb, obj: Object) -> dict:
         extra = {"type": hook.type, "hook": hook.hook, "prio": hook.priority, "policy": hook.policy} if hook else {}
         return {"chain": {**_T, "name": obj.name, **(extra if verb == "add" else {})}}
     if isinstance(obj, Rule):
+        *expr, last = obj.statements
+        if "comment" in last:  # a statement in text, the rule's own field in JSON
+            return {"rule": {**_T, "chain": obj.chain, "expr": expr, "comment": last["comment"]}}
         return {"rule": {**_T, "chain": obj.chain, "expr": list(obj.statements)}}
     if isinstance(obj, Set):
         body: dict = {**_T, "name": obj.name}
