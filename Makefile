@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 APT_PACKAGES := etcd-server etcd-client nftables python3-nftables bird2 exabgp iperf3 iproute2 iputils-ping \
-                openssl procps python3-venv python3-yaml systemd podman
+                openssl procps python3-venv python3-yaml systemd podman mmdebstrap
 STAMP := $(VENV)/.calyx-installed
 
 .PHONY: setup test lint unit integration demo demo-down bench clean manifests image
@@ -22,7 +22,8 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q -e '.[test,lint]'
 	touch $(STAMP)
 
-test: setup lint
+# The node image is built first (under a minute): tests/integration/test_node_image.py checks it.
+test: setup lint image
 	$(PY) -m pytest -q
 
 # The gate every change passes: ruff's checks and format, and mypy over the three packages.
@@ -57,11 +58,9 @@ manifests: setup
 	$(PY) manifests/generate.py
 
 # The node image, without a registry: a Debian 12 root filesystem from Debian's packages
-# (mmdebstrap) with Calyx's wheel, added to an empty image by podman. Not part of `make test`.
+# (mmdebstrap) with Calyx's wheel, added to an empty image by podman.
 IMAGE ?= localhost/calyx:0.1.0
 image: setup
-	@command -v mmdebstrap >/dev/null && command -v podman >/dev/null || \
-		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mmdebstrap podman >/dev/null)
 	PYTHON=$(abspath $(PY)) packaging/image/build-rootfs.sh build/image
 	podman build -q -t $(IMAGE) -f build/image/Containerfile build/image
 	@size=$$(podman image inspect $(IMAGE) --format '{{.Size}}'); echo "image $(IMAGE): $$size bytes ($$(numfmt --to=si $$size)B)"

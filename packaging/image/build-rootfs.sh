@@ -3,7 +3,7 @@
 # nftables, exabgp, iproute2) with Calyx installed from its wheel into /opt/calyx, a venv that
 # sees the system's site-packages (libnftables' bindings exist only as Debian's package).
 # Calyx's Python dependencies come as wheels built or downloaded here with the project's pip,
-# for the same Python (3.11) the image has.
+# for the same Python (3.11) the image has; libstdc++6 is what the grpcio wheel links against.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
@@ -16,7 +16,7 @@ mkdir -p "$out/wheels"
 "$python" -m pip wheel -q --wheel-dir "$out/wheels" "$repo"
 
 mmdebstrap --variant=essential --quiet \
-  --include=python3,python3-venv,python3-nftables,nftables,exabgp,iproute2,ca-certificates \
+  --include=python3,python3-venv,python3-nftables,nftables,exabgp,iproute2,ca-certificates,libstdc++6 \
   --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/doc/*' \
   --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-exclude=/usr/share/info/*' \
   --customize-hook="copy-in $out/wheels /tmp" \
