@@ -3,7 +3,8 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 APT_PACKAGES := etcd-server etcd-client nftables python3-nftables bird2 exabgp iperf3 iproute2 iputils-ping \
-                openssl procps python3-venv python3-yaml systemd podman mmdebstrap
+                openssl procps python3-venv python3-yaml systemd podman mmdebstrap \
+                containernetworking-plugins runc busybox-static iptables
 STAMP := $(VENV)/.calyx-installed
 
 .PHONY: setup test lint unit integration demo demo-down bench clean manifests image
@@ -52,6 +53,7 @@ bench: setup
 	$(PY) -m tests.bench.bench_documents
 	$(PY) -m tests.bench.bench_explain
 	$(PY) -m tests.bench.bench_kube
+	$(PY) -m tests.bench.bench_cni
 
 # calyx.yaml is generated from manifests/parts/ (a unit test checks the committed file is current).
 manifests: setup
