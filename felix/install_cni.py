@@ -19,7 +19,14 @@ from typing import Any
 import click
 
 from policy.datastore.keys import DEFAULT_PREFIX
-from policy.runtime.settings import DEFAULT_ENDPOINTS, NODE_NAME_OPTION, _etcd_endpoints, _etcd_prefix, setting
+from policy.runtime import private_files
+from policy.runtime.settings import (
+    DEFAULT_ENDPOINTS,
+    NODE_NAME_OPTION,
+    check_etcd_endpoints,
+    check_etcd_prefix,
+    setting,
+)
 
 KUBECONFIG_NAME = "calyx-kubeconfig"
 TLS_DIR_NAME = "calyx-tls"
@@ -112,21 +119,9 @@ def write_atomic(path: Path, data: bytes, mode: int) -> bool:
             return False
     except OSError:
         pass  # missing or unreadable: write it
-    tmp = path.with_name(f".{path.name}.calyx-tmp")
     try:
-        tmp.unlink(missing_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
-        try:
-            os.fchmod(fd, mode)  # whatever the umask
-            with os.fdopen(fd, "wb", closefd=False) as stream:
-                stream.write(data)
-                stream.flush()
-                os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
+        private_files.write_atomic(path, data, mode)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise InstallError(f"cannot write {path}: {exc.strerror or exc}") from None
     return True
 
@@ -302,7 +297,7 @@ _FILE = click.Path(exists=True, dir_okay=False, readable=True, path_type=Path)
     envvar="ETCD_ENDPOINTS",
     default=DEFAULT_ENDPOINTS,
     show_default=True,
-    callback=_etcd_endpoints,
+    callback=check_etcd_endpoints,
     help="etcd URLs for the plugin (__ETCD_ENDPOINTS__).",
 )
 @setting(
@@ -310,7 +305,7 @@ _FILE = click.Path(exists=True, dir_okay=False, readable=True, path_type=Path)
     envvar="CALYX_ETCD_PREFIX",
     default=DEFAULT_PREFIX,
     show_default=True,
-    callback=_etcd_prefix,
+    callback=check_etcd_prefix,
     help="Key prefix for the plugin (__ETCD_PREFIX__).",
 )
 @setting(

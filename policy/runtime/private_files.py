@@ -19,15 +19,21 @@ def private_dir(path: Path) -> None:
 
 
 def write_private(path: Path, text: str) -> None:
-    """Write `text` to `path` with mode 0600, atomically: a reader sees the old file or the
-    new one, and the content is never readable by others, not even for an instant."""
+    """Write `text` to `path` with mode 0600, atomically (see write_atomic)."""
+    write_atomic(path, text.encode(), PRIVATE_FILE_MODE)
+
+
+def write_atomic(path: Path, data: bytes, mode: int) -> None:
+    """Write `data` to `path` with `mode` by temp file and rename in the same directory: a reader
+    sees the old file or the new one, and the content never has a wider mode, not even for an
+    instant (the mode is set on the temp file whatever the umask)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, PRIVATE_FILE_MODE)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
     try:
-        os.fchmod(fd, PRIVATE_FILE_MODE)  # whatever the umask
-        with os.fdopen(fd, "w", closefd=False) as stream:
-            stream.write(text)
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb", closefd=False) as stream:
+            stream.write(data)
             stream.flush()
             os.fsync(fd)
     except BaseException:

@@ -65,7 +65,7 @@ def finite(ctx: click.Context, param: click.Parameter, value: float | None) -> f
     return value
 
 
-def _etcd_endpoints(ctx: click.Context, param: click.Parameter, value: str) -> str:
+def check_etcd_endpoints(ctx: click.Context, param: click.Parameter, value: str) -> str:
     urls = [url.strip() for url in value.split(",") if url.strip()]
     if not urls:
         raise click.BadParameter(f"{value!r} names no etcd endpoint (leave it unset for {DEFAULT_ENDPOINTS})")
@@ -78,7 +78,7 @@ def _etcd_endpoints(ctx: click.Context, param: click.Parameter, value: str) -> s
     return ",".join(urls)
 
 
-def _etcd_prefix(ctx: click.Context, param: click.Parameter, value: str) -> str:
+def check_etcd_prefix(ctx: click.Context, param: click.Parameter, value: str) -> str:
     if not value.startswith("/"):
         raise click.BadParameter(f"{value!r} must start with '/' (e.g. {DEFAULT_PREFIX})")
     return value
@@ -92,7 +92,7 @@ ETCD_OPTIONS = [
         envvar="ETCD_ENDPOINTS",
         default=DEFAULT_ENDPOINTS,
         show_default=True,
-        callback=_etcd_endpoints,
+        callback=check_etcd_endpoints,
         help="Comma-separated etcd URLs, tried in order (failover).",
     ),
     setting(
@@ -126,7 +126,7 @@ ETCD_OPTIONS = [
         envvar="CALYX_ETCD_PREFIX",
         default=DEFAULT_PREFIX,
         show_default=True,
-        callback=_etcd_prefix,
+        callback=check_etcd_prefix,
         help="Key prefix, so several clusters (or tests) can share one etcd.",
     ),
 ]
