@@ -6,7 +6,7 @@ from click.testing import CliRunner
 
 import policy.ctl.main
 from policy.runtime.status import policy_status_key
-from tests.fakes import FakeKV
+from tests.unit.policy.ctl.cli import ctl
 
 NODE = "apiVersion: calyx.io/v1\nkind: Node\nmetadata: {name: n1}\nspec: {bgp: {asNumber: 64512, ipv4Address: 198.18.1.2/24}}\n"
 WEP = (
@@ -14,17 +14,6 @@ WEP = (
     "spec: {node: n1, interfaceName: cxa, ipNetworks: [198.19.1.1/32]}\n"
 )
 NS = "apiVersion: v1\nkind: Namespace\nmetadata: {name: prod}\n"
-
-
-@pytest.fixture
-def kv(monkeypatch):
-    fake = FakeKV()
-    monkeypatch.setattr(policy.ctl.main, "EtcdKV", lambda settings: fake)
-    return fake
-
-
-def ctl(*args, input=None):
-    return CliRunner().invoke(policy.ctl.main.cli, list(args), input=input, catch_exceptions=False)
 
 
 def test_apply_get_delete_round_trip_of_every_kind(kv, tmp_path):

@@ -4,23 +4,10 @@ document of every file, and what `get` prints applying back unchanged."""
 import json
 
 import pytest
-from click.testing import CliRunner
 
-import policy.ctl.main
-from tests.fakes import FakeKV
+from tests.unit.policy.ctl.cli import ctl
 
 TIER = "apiVersion: calyx.io/v1\nkind: Tier\nmetadata: {name: security}\nspec: {order: 100}\n"
-
-
-@pytest.fixture
-def kv(monkeypatch):
-    fake = FakeKV()
-    monkeypatch.setattr(policy.ctl.main, "EtcdKV", lambda settings: fake)
-    return fake
-
-
-def ctl(*args, input=None):
-    return CliRunner().invoke(policy.ctl.main.cli, list(args), input=input, catch_exceptions=False)
 
 
 def test_a_file_that_is_not_utf8_is_an_error_naming_file_and_offset(kv, tmp_path):

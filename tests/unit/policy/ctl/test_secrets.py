@@ -5,27 +5,14 @@ import json
 
 import pytest
 import yaml
-from click.testing import CliRunner
 
-import policy.ctl.main
-from tests.fakes import FakeKV
+from tests.unit.policy.ctl.cli import ctl
 
 PASSWORD = "hunter2-bgp"
 PEER = (
     "apiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata: {name: tor}\n"
     f"spec: {{peerIP: 10.0.0.9, asNumber: 65001, password: {PASSWORD}}}\n"
 )
-
-
-@pytest.fixture
-def kv(monkeypatch):
-    fake = FakeKV()
-    monkeypatch.setattr(policy.ctl.main, "EtcdKV", lambda settings: fake)
-    return fake
-
-
-def ctl(*args, input=None):
-    return CliRunner().invoke(policy.ctl.main.cli, list(args), input=input, catch_exceptions=False)
 
 
 @pytest.fixture
