@@ -168,7 +168,7 @@ def main() -> int:
         f"-> ratio {cold / baseline_nft:.1f}x"
     )
     print(
-        f"  RSS: empty {empty_rss / 1024:.1f} MiB, local endpoints only {local_rss / 1024:.1f} MiB, "
+        f"  RSS: nodes and policies only {empty_rss / 1024:.1f} MiB, local endpoints only {local_rss / 1024:.1f} MiB, "
         f"cluster {full_rss / 1024:.1f} MiB (goal <= 300 MiB), after {args.changes} label changes {changed_rss / 1024:.1f} MiB"
     )
     print(

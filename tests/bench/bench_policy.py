@@ -161,8 +161,8 @@ def per_packet(lab: Lab, connections: int, sizes=(0, 1000, 10_000, 30_000), roun
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
-# libnftables' JSON input took 49 s for the 30,000-member configuration at load 3 (over the old
-# 120 s bound on a busier machine); its text input takes a few seconds.
+# Loading the 30,000-member configuration takes libnftables 46-49 s at load 1-3 (text or JSON
+# alike): the old 120 s bound failed on a busier machine. The slowest load of each is printed.
 LOAD_TIMEOUT = 300
 
 
