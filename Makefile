@@ -4,12 +4,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 APT_PACKAGES := etcd-server etcd-client nftables python3-nftables bird2 exabgp iperf3 iproute2 iputils-ping \
                 openssl procps python3-venv python3-yaml systemd podman mmdebstrap \
-                containernetworking-plugins runc busybox-static iptables
+                containernetworking-plugins runc busybox-static iptables gcc libc6-dev
 STAMP := $(VENV)/.calyx-installed
 
-.PHONY: setup test lint unit integration demo demo-down bench clean manifests image
+.PHONY: setup test lint unit integration demo demo-down bench clean manifests image cni-client
 
-setup: $(STAMP)
+setup: $(STAMP) cni-client
 
 $(STAMP): pyproject.toml Makefile
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
@@ -22,6 +22,17 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test,lint]'
 	touch $(STAMP)
+
+# The host's calyx-cni and calyx-ipam: one static C client of calyx-cni-server (no Python on the node).
+CNI_CLIENT := build/cni-client
+cni-client: $(CNI_CLIENT)/calyx-cni $(CNI_CLIENT)/calyx-ipam
+
+$(CNI_CLIENT)/calyx-cni: felix/cni/client/calyx-cni.c
+	@mkdir -p $(CNI_CLIENT)
+	gcc -O2 -Wall -Wextra -Werror -static -s -o $@ $<
+
+$(CNI_CLIENT)/calyx-ipam: $(CNI_CLIENT)/calyx-cni
+	cp $< $@
 
 # The node image is built first (under a minute): tests/integration/test_node_image.py checks it.
 test: setup lint image

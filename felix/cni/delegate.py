@@ -46,17 +46,22 @@ def run_delegate(plugin_type: str, command: str, environ: Mapping[str, str], std
         ) from None
     except OSError as exc:
         raise CniError(INVALID_CONFIG, f"cannot run IPAM plugin {executable}: {exc}") from None
-    output = done.stdout.decode(errors="replace").strip()
+    return plugin_answer(plugin_type, command, done.returncode, done.stdout)
+
+
+def plugin_answer(plugin_type: str, command: str, returncode: int, stdout: bytes) -> dict | None:
+    """A delegated plugin's exit code and stdout as the spec reads them: its result, or its error raised."""
+    output = stdout.decode(errors="replace").strip()
     try:
         data = json.loads(output) if output else None
     except ValueError:
         data = None
-    if done.returncode != 0:
+    if returncode != 0:
         if isinstance(data, dict) and "code" in data:
             raise CniError(
                 int(data["code"]), f"IPAM plugin {plugin_type}: {data.get('msg', '')}", str(data.get("details", ""))
             )
-        raise CniError(100, f"IPAM plugin {plugin_type} {command} failed (exit {done.returncode}): {output[:500]!r}")
+        raise CniError(100, f"IPAM plugin {plugin_type} {command} failed (exit {returncode}): {output[:500]!r}")
     if output and not isinstance(data, dict):
         raise CniError(100, f"IPAM plugin {plugin_type} {command} printed something that is not a JSON object")
     return data

@@ -9,7 +9,7 @@ import signal
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from felix.cni.config import DEFAULT_LOG_FILE, NetConf, parse_netconf, read_version
 from felix.cni.protocol import (
@@ -21,6 +21,9 @@ from felix.cni.protocol import (
     check_version,
     version_result,
 )
+
+if TYPE_CHECKING:
+    from felix.cni.delegate import Delegate
 
 log = logging.getLogger("calyx-cni")
 
@@ -50,9 +53,14 @@ def _terminated(signum, frame):
 
 
 def invoke(
-    program: str, make_handler: Callable[[], Handler], environ: Mapping[str, str], stdin: bytes
+    program: str,
+    make_handler: Callable[[], Handler],
+    environ: Mapping[str, str],
+    stdin: bytes,
+    configure_logging: bool = True,
 ) -> tuple[dict | None, int]:
-    """One invocation: (what to print, exit code)."""
+    """One invocation: (what to print, exit code). The CNI server logs to its own file and says
+    configure_logging=False (one process, many requests, each with its own log_file_path)."""
     version = SUPPORTED_VERSIONS[-1]
     conf = None
     try:
@@ -62,7 +70,8 @@ def invoke(
         version = read_version(stdin)
         conf = parse_netconf(stdin)
         version = conf.cniVersion
-        _configure_logging(program, conf)
+        if configure_logging:
+            _configure_logging(program, conf)
         check_version(request.command, version)
         return make_handler()(request, conf, stdin), 0
     except CniError as exc:
@@ -99,14 +108,16 @@ def _main(program: str, make_handler: Callable[[], Handler], stdin: IO[bytes], s
     return code
 
 
-def _cni_handler() -> Handler:
+def _cni_handler(delegate: "Delegate | None" = None) -> Handler:
+    """calyx-cni's logic; `delegate` runs the IPAM plugin (default: exec it from CNI_PATH)."""
     from felix.cni.dataplane import HostDataplane
     from felix.cni.delegate import run_delegate
     from felix.cni.node import open_datastore
     from felix.cni.plugin import CniPlugin, Services
     from felix.cni.readiness import fetch_readyz
 
-    return CniPlugin(Services(HostDataplane(), run_delegate, open_datastore, fetch_readyz, _pod_info())).run
+    services = Services(HostDataplane(), delegate or run_delegate, open_datastore, fetch_readyz, _pod_info())
+    return CniPlugin(services).run
 
 
 def _pod_info():
