@@ -15,9 +15,11 @@ from dataclasses import dataclass
 from felix.bulk import bulk_work
 from felix.calc import RouteIndex, endpoint_routes
 from felix.config import AgentConfig
+from felix.flows import FlowLog
 from felix.health import Status
 from felix.kernel import Kernel
 from felix.metrics import AgentMetrics
+from felix.nflog import read_group
 from felix.nft import Nft, NftError
 from felix.policy_driver import PolicyDriver
 from felix.routes import WorkloadRouteDriver
@@ -70,7 +72,9 @@ class Agent:
         self._index = RouteIndex()
         self._local: dict[str, WorkloadEndpoint] = {}  # this node's endpoints, as etcd has them
         self._driver = WorkloadRouteDriver(kernel)
-        self._compiler = PolicyCompiler(config.node_name, config.host_access)
+        self._compiler = PolicyCompiler(config.node_name, config.host_access, config.observe)
+        group = config.observe.deny_log_group
+        self.flow_log = None if group is None else FlowLog(config.node_name, self.metrics.registry, config.flow_log)
         self._policy_driver = PolicyDriver(nft)
         self._policy_status = StatusWriter(kv, policy_status_key(config.etcd_prefix, config.node_name))
         self._policy_pending = False
@@ -99,6 +103,10 @@ class Agent:
         if not subscribed.wait(LINK_SUBSCRIBE_TIMEOUT):
             raise RuntimeError("could not subscribe to link events")
         self.loop.start_worker("etcd-watch", syncer.run)
+        if self.flow_log is not None:
+            log_ = self.flow_log
+            group = self.config.observe.deny_log_group
+            self.loop.start_worker("flow-log", read_group, group, log_.packet, log_.lost, stop, log_.pace)
         try:
             self.loop.run(self)
         finally:

@@ -5,6 +5,8 @@ from pathlib import Path
 
 import click
 
+from felix.flows import FlowLogSettings
+from policy.compiler.observe import NO_OBSERVE, Observe
 from policy.compiler.ruleset import DEFAULT_HOST_ACCESS, HostAccess
 from policy.datastore.etcd import EtcdSettings
 from policy.runtime.settings import NODE_NAME_OPTION, daemon_options, setting
@@ -57,12 +59,54 @@ NODENAME_FILE_OPTION = setting(
     show_default=True,
     help="Where felix records its node name at start, for calyx-cni to name endpoints after this node.",
 )
+OBSERVE_OPTIONS = [
+    setting(
+        "--flow-logs/--no-flow-logs",
+        envvar="CALYX_FLOW_LOGS",
+        default=True,
+        show_default=True,
+        help="Log the packets policy denies to an nflog group and keep the denied flows (/flows, metrics). "
+        "Costs nothing on allowed packets.",
+    ),
+    setting(
+        "--flow-log-group",
+        envvar="CALYX_FLOW_LOG_GROUP",
+        type=click.IntRange(0, 65535),
+        default=20,
+        show_default=True,
+        help="The nflog group of denied packets (no other program on the host may read it).",
+    ),
+    setting(
+        "--flow-log-capacity",
+        envvar="CALYX_FLOW_LOG_CAPACITY",
+        type=click.IntRange(1, 1_000_000),
+        default=FlowLogSettings.capacity,
+        show_default=True,
+        help="Denied flows kept in memory for /flows (about 1 KiB each).",
+    ),
+    setting(
+        "--flow-log-rate",
+        envvar="CALYX_FLOW_LOG_RATE",
+        type=click.IntRange(1, 1_000_000),
+        default=int(FlowLogSettings.rate),
+        show_default=True,
+        help="Denied packets read per second at most; beyond it the kernel drops them (counted as lost).",
+    ),
+    setting(
+        "--policy-counters/--no-policy-counters",
+        envvar="CALYX_POLICY_COUNTERS",
+        default=False,
+        show_default=True,
+        help="A packet counter on every policy rule, as metrics per rule (costs per-packet time: docs/explain.md).",
+    ),
+]
 AGENT_OPTIONS = [
     NODE_NAME_OPTION,
     *daemon_options("CALYX_", 9099),
     *HOST_ACCESS_OPTIONS,
     RUN_DIR_OPTION,
     NODENAME_FILE_OPTION,
+    *OBSERVE_OPTIONS,
 ]
 
 
@@ -79,3 +123,5 @@ class AgentConfig:
     host_access: HostAccess = DEFAULT_HOST_ACCESS
     run_dir: Path = Path("/run/calyx/felix")
     nodename_file: Path = DEFAULT_NODENAME_FILE
+    observe: Observe = NO_OBSERVE  # deny logging and counters (the command turns deny logging on)
+    flow_log: FlowLogSettings = FlowLogSettings()

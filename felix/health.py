@@ -1,10 +1,14 @@
-"""felix's /livez and /readyz, served with /metrics on port 9099."""
+"""felix's /livez and /readyz, served with /metrics and the flow log (/flows) on port 9099."""
 
+import json
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
 
+from felix.flows import FlowLog
 from policy.runtime import httpd
+
+FLOWS_LIMIT = 1000  # records per answer, at most
 
 
 @dataclass
@@ -25,9 +29,31 @@ class Status:
         }
 
 
-def serve(host: str, port: int, status: Status, liveness: httpd.Probe, registry: CollectorRegistry):
+def flows_page(flow_log: FlowLog) -> httpd.Page:
+    """/flows?since=SEQ&limit=N: the denied flows recorded after SEQ, oldest first, as JSON."""
+
+    def page(query: dict[str, list[str]]) -> tuple[int, str, bytes]:
+        try:
+            since = int(query.get("since", ["0"])[-1])
+            limit = min(int(query.get("limit", [str(FLOWS_LIMIT)])[-1]), FLOWS_LIMIT)
+        except ValueError:
+            return 400, "application/json", b'{"error": "since and limit are integers"}'
+        return 200, "application/json", json.dumps(flow_log.since(since, max(limit, 0))).encode()
+
+    return page
+
+
+def serve(
+    host: str,
+    port: int,
+    status: Status,
+    liveness: httpd.Probe,
+    registry: CollectorRegistry,
+    flow_log: FlowLog | None = None,
+):
     def ready():
         ready = status.in_sync and status.programmed_revision > 0 and status.datastore == "ok"
         return ready, status.snapshot()
 
-    return httpd.serve(host, port, {"/livez": liveness, "/readyz": ready}, registry)
+    pages = {"/flows": flows_page(flow_log)} if flow_log else None
+    return httpd.serve(host, port, {"/livez": liveness, "/readyz": ready}, registry, pages)

@@ -10,9 +10,12 @@ import click
 
 from felix.agent import Agent
 from felix.config import AGENT_OPTIONS, AgentConfig
+from felix.flows import FlowLogSettings
 from felix.health import serve
 from felix.netlink import NetlinkKernel
-from felix.nft import LibNftables
+from felix.nft import CounterReader, LibNftables
+from felix.rule_counters import RuleCounters
+from policy.compiler.observe import Observe
 from policy.compiler.ruleset import HostAccess
 from policy.datastore.etcd import EtcdKV
 from policy.runtime.httpd import ServeError
@@ -38,6 +41,11 @@ def cli(
     endpoint_to_host_allow,
     run_dir,
     nodename_file,
+    flow_logs,
+    flow_log_group,
+    flow_log_capacity,
+    flow_log_rate,
+    policy_counters,
     etcd_prefix,
     **etcd,
 ):
@@ -56,6 +64,8 @@ def cli(
             HostAccess(default_endpoint_to_host_action, endpoint_to_host_allow),
             run_dir,
             nodename_file,
+            Observe(flow_log_group if flow_logs else None, policy_counters),
+            FlowLogSettings(capacity=flow_log_capacity, rate=flow_log_rate, burst=flow_log_rate),
         )
         kv = EtcdKV(config.etcd)
     except ValueError as exc:
@@ -92,11 +102,18 @@ def _run_agent(config: AgentConfig, kv: EtcdKV) -> None:
     agent = Agent(config, kv, kernel, LibNftables())
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: agent.loop.stop())
+    if config.observe.counters:
+        agent.metrics.registry.register(RuleCounters(CounterReader().read))
     server = None
     if config.health_port:
         try:
             server = serve(
-                config.health_host, config.health_port, agent.status, agent.loop.liveness, agent.metrics.registry
+                config.health_host,
+                config.health_port,
+                agent.status,
+                agent.loop.liveness,
+                agent.metrics.registry,
+                agent.flow_log,
             )
         except ServeError as exc:
             kv.close()

@@ -4,6 +4,7 @@ Transactions (policy/compiler/transaction.py) are sent in nft's text syntax, whi
 parses about 2.5 times faster than JSON; listings are read back as JSON."""
 
 import json
+import threading
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -69,3 +70,31 @@ class LibNftables:
 def type_key(value):
     """A set's type as listings and definitions can both be compared by (lists become tuples)."""
     return tuple(value) if isinstance(value, list) else value
+
+
+class CounterReader:
+    """Reads the rule counters of our table (felix --policy-counters), from the HTTP thread that
+    serves /metrics: a libnftables context of its own, one scrape at a time."""
+
+    def __init__(self) -> None:
+        self._nft = nftables.Nftables()
+        self._nft.set_json_output(True)
+        self._nft.set_terse_output(True)
+        self._lock = threading.Lock()
+
+    def read(self) -> list[tuple[str, int, int]]:
+        """(comment, packets, bytes) of every rule with a counter and a comment."""
+        with self._lock:
+            rc, output, error = self._nft.cmd(f"list table {FAMILY} {TABLE}")
+        if rc != 0:
+            raise NftError(error.strip())
+        found = []
+        for obj in json.loads(output)["nftables"]:
+            rule = obj.get("rule")
+            if not rule or "comment" not in rule:
+                continue
+            for expr in rule.get("expr", ()):
+                counter = expr.get("counter") if isinstance(expr, dict) else None
+                if isinstance(counter, dict):
+                    found.append((rule["comment"], counter.get("packets", 0), counter.get("bytes", 0)))
+        return found

@@ -4,7 +4,7 @@ policy decides (denied flows, read by felix/nflog.py) and a counter on every pol
 The default, `Observe()`, adds nothing: the ruleset is byte for byte the one without it. The
 log prefix and the counter comment name what decided, in one format written and read here:
 
-    calyx-deny <direction> <rule index or -> <origin>
+    calyx-rule <direction> <rule index or -> <origin>
 
 origin is a policy's key below `<prefix>/v1/` (`networkpolicies/shop/db-only`), `profiles/<name>`
 for a profile's rule, `tier/<name>` for a tier's default Deny, or `profiles` for the drop after
@@ -14,7 +14,7 @@ loses the end of a long name, never the rule."""
 from dataclasses import dataclass
 
 PREFIX_MAX = 127  # nft's log prefix and our comments: NF_LOG_PREFIXLEN - 1
-_TAG = "calyx-deny"
+_TAG = "calyx-rule"
 _VERDICT_LENGTH = {"Allow": 2, "Pass": 2, "Deny": 1, "Log": 1}  # trailing statements of matches.verdict
 
 
@@ -28,7 +28,7 @@ def origin_text(direction: str, index: int | None, origin: str) -> str:
 
 
 @dataclass(frozen=True)
-class DeniedBy:
+class Origin:
     """What a log prefix or counter comment names."""
 
     direction: str  # ingress | egress
@@ -45,17 +45,17 @@ class DeniedBy:
         return "profile-rule" if self.origin.startswith("profiles/") else "rule"
 
 
-def parse_origin(text: str) -> DeniedBy | None:
+def parse_origin(text: str) -> Origin | None:
     """The inverse of origin_text; None for a prefix that is not ours."""
     parts = text.rstrip("\0").split(" ", 3)
     if len(parts) != 4 or parts[0] != _TAG or parts[1] not in ("ingress", "egress"):
         return None
     _, direction, index, origin = parts
     if index == "-":
-        return DeniedBy(direction, None, origin)
+        return Origin(direction, None, origin)
     if not index.isdigit() or not origin:
         return None
-    return DeniedBy(direction, int(index), origin)
+    return Origin(direction, int(index), origin)
 
 
 @dataclass(frozen=True)

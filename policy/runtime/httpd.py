@@ -7,10 +7,12 @@ import socket
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 Probe = Callable[[], tuple[bool, dict]]  # -> (healthy, body); unhealthy answers 503
+Page = Callable[[dict[str, list[str]]], tuple[int, str, bytes]]  # query -> (status, content type, body)
 
 
 _HINTS = {
@@ -31,12 +33,18 @@ class _Server6(_Server):
     address_family = socket.AF_INET6
 
 
-def serve(host: str, port: int, probes: dict[str, Probe], registry: CollectorRegistry) -> ThreadingHTTPServer:
-    """Serve the probes and /metrics on host:port from a daemon thread; ServeError if it cannot listen."""
+def serve(
+    host: str, port: int, probes: dict[str, Probe], registry: CollectorRegistry, pages: dict[str, Page] | None = None
+) -> ThreadingHTTPServer:
+    """Serve the probes, /metrics and pages (paths with a query string) on host:port from a daemon
+    thread; ServeError if it cannot listen."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):
-            if self.path in probes:
+            url = urlsplit(self.path)
+            if pages and url.path in pages:
+                self._reply(*pages[url.path](parse_qs(url.query)))
+            elif self.path in probes:
                 healthy, body = probes[self.path]()
                 self._reply(200 if healthy else 503, "application/json", json.dumps(body).encode())
             elif self.path == "/metrics":

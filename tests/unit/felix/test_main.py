@@ -22,6 +22,7 @@ class StubAgent:
         self.status = Status()
         self.loop = SimpleNamespace(stop=lambda: None, liveness=lambda: (True, {}))
         self.metrics = SimpleNamespace(registry=CollectorRegistry())
+        self.flow_log = None
 
     def run(self):
         StubAgent.runs += 1

@@ -5,7 +5,7 @@ prefix that names the policy and rule, and every policy rule counts."""
 import json
 
 from policy.compiler.compiler import PolicyCompiler
-from policy.compiler.observe import PREFIX_MAX, DeniedBy, Observe, origin_text, parse_origin
+from policy.compiler.observe import PREFIX_MAX, Observe, Origin, origin_text, parse_origin
 from policy.compiler.ruleset import build
 from tests.policy_model import GOLDEN, docs, feed
 
@@ -34,13 +34,13 @@ def test_every_policy_drop_is_logged_to_the_group_with_what_decided():
             assert log["group"] == 7
             origins.add(parse_origin(log["prefix"]))
     assert origins == {
-        DeniedBy("ingress", 0, "globalnetworkpolicies/security.quarantine"),
-        DeniedBy("egress", 0, "globalnetworkpolicies/security.quarantine"),
-        DeniedBy("ingress", 2, "networkpolicies/shop/db"),
-        DeniedBy("ingress", None, "tier/default"),
-        DeniedBy("egress", None, "tier/default"),
-        DeniedBy("ingress", None, "profiles"),
-        DeniedBy("egress", None, "profiles"),
+        Origin("ingress", 0, "globalnetworkpolicies/security.quarantine"),
+        Origin("egress", 0, "globalnetworkpolicies/security.quarantine"),
+        Origin("ingress", 2, "networkpolicies/shop/db"),
+        Origin("ingress", None, "tier/default"),
+        Origin("egress", None, "tier/default"),
+        Origin("ingress", None, "profiles"),
+        Origin("egress", None, "profiles"),
     }
 
 
@@ -62,7 +62,7 @@ def test_counters_count_every_policy_rule_before_its_verdict_and_name_it():
     commands = build(ruleset).commands()
     with_comments = [c["add"]["rule"] for c in commands if "comment" in c["add"].get("rule", {})]
     assert with_comments and all("comment" not in json.dumps(r["expr"]) for r in with_comments)
-    assert 'counter drop comment "calyx-deny ingress 2 networkpolicies/shop/db"' in build(ruleset).text()
+    assert 'counter drop comment "calyx-rule ingress 2 networkpolicies/shop/db"' in build(ruleset).text()
 
 
 def test_a_cut_prefix_keeps_direction_and_rule():
@@ -73,8 +73,8 @@ def test_a_cut_prefix_keeps_direction_and_rule():
 
 
 def test_prefixes_that_are_not_ours_are_none():
-    for text in ("", "calyx /calyx/v1/x ingress[1]: ", "calyx-deny sideways 1 x", "calyx-deny ingress one x"):
+    for text in ("", "calyx /calyx/v1/x ingress[1]: ", "calyx-rule sideways 1 x", "calyx-rule ingress one x"):
         assert parse_origin(text) is None
-    assert parse_origin("calyx-deny ingress - tier/default\0") == DeniedBy("ingress", None, "tier/default")
-    assert DeniedBy("ingress", None, "tier/default").reason == "tier-default"
-    assert DeniedBy("egress", 1, "profiles/kns.shop").reason == "profile-rule"
+    assert parse_origin("calyx-rule ingress - tier/default\0") == Origin("ingress", None, "tier/default")
+    assert Origin("ingress", None, "tier/default").reason == "tier-default"
+    assert Origin("egress", 1, "profiles/kns.shop").reason == "profile-rule"
