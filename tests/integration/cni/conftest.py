@@ -1,13 +1,17 @@
 """calyx-cni as runtimes run it: the executable, its environment and stdin, inside a lab node's
 namespace (the node's own "host"), with the lab's etcd and the node's felix; workloads are
-namespaces the test makes. Every plugin directory, log and runtime state is under the lab's
-temporary directory: nothing goes to /etc/cni, /opt/cni or /var/lib/calyx."""
+namespaces the test makes. Two ways, as a host has them: the Python executables, or the static
+C client (build/cni-client, `make cni-client`) talking to a calyx-cni-server that runs in the
+node's namespace on a socket of its own (`start_cni_server`). Every plugin directory, socket,
+log and runtime state is under the lab's temporary directory: nothing goes to /etc/cni,
+/opt/cni, /run/calyx or /var/lib/calyx."""
 
 import json
 import os
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,25 +21,67 @@ from policy.datastore.store import WriteMode
 from policy.model.pools import IPPool, IPPoolSpec
 from policy.model.resources import Metadata
 from tests.lab import netns
+from tests.lab.processes import Daemon, wait_for
 from tests.lab.topology import Lab
 
 REFERENCE_PLUGINS = Path("/usr/lib/cni")
+CLIENT_BUILD = Path(__file__).parents[3] / "build" / "cni-client"
 POOL4, POOL6 = "198.19.0.0/16", "fd00:19::/64"
 NETWORK = "calyx-test"
+PROGRAMS = ("calyx-cni", "calyx-ipam")
+
+# (lab id, node) -> the socket of the calyx-cni-server started there: run_plugin goes through it
+_servers: dict[tuple[str, str], Path] = {}
 
 
-def plugin_dir(lab: Lab) -> Path:
-    """A CNI_PATH of our own: calyx-cni and calyx-ipam from the venv, then Debian's reference plugins."""
-    directory = lab.dir / "cni-bin"
+def plugin_dir(lab: Lab, client: bool = False) -> Path:
+    """A plugin directory of our own: calyx-cni and calyx-ipam as the venv's Python entry points,
+    or (client=True) copies of the static C client, as install-cni puts them on a host."""
+    directory = lab.dir / ("cni-client-bin" if client else "cni-bin")
     if not directory.exists():
         directory.mkdir()
-        for name in ("calyx-cni", "calyx-ipam"):
-            (directory / name).symlink_to(Path(sys.executable).with_name(name))
+        for name in PROGRAMS:
+            if client:
+                if not (CLIENT_BUILD / name).exists():
+                    pytest.fail(f"{CLIENT_BUILD / name} is missing: run `make cni-client`")
+                shutil.copy(CLIENT_BUILD / name, directory / name)
+            else:
+                (directory / name).symlink_to(Path(sys.executable).with_name(name))
     return directory
 
 
-def cni_path(lab: Lab) -> str:
-    return f"{plugin_dir(lab)}:{REFERENCE_PLUGINS}"
+def cni_path(lab: Lab, client: bool = False) -> str:
+    """CNI_PATH: our plugins, then Debian's reference plugins."""
+    return f"{plugin_dir(lab, client)}:{REFERENCE_PLUGINS}"
+
+
+def cni_socket(lab: Lab, node: str) -> Path:
+    return lab.dir / node / "cni.sock"
+
+
+def start_cni_server(lab: Lab, node: str) -> Daemon:
+    """calyx-cni-server in the node's namespace on the node's own socket; from now on run_plugin
+    on that node runs the C client, which reaches it (CALYX_CNI_SOCKET). Stopped by
+    stop_cni_server (or with the lab's other daemons)."""
+    socket_path = cni_socket(lab, node)
+    socket_path.parent.mkdir(parents=True, exist_ok=True)
+    server = str(Path(sys.executable).with_name("calyx-cni-server"))
+    log_file = str(lab.dir / node / "cni-server.log")
+    cmd = ["ip", "netns", "exec", lab.nodes[node].netns, server, "--socket", str(socket_path), "--log-file", log_file]
+    daemon = lab._daemon(f"cni-server-{node}", [*cmd, "--log-level", "DEBUG"])
+    wait_for(lambda: socket_path.is_socket() or not daemon.running(), timeout=20, what=f"calyx-cni-server on {node}")
+    assert daemon.running(), f"calyx-cni-server on {node} exited: {daemon.log_tail()}"
+    plugin_dir(lab, client=True)
+    _servers[(lab.id, node)] = socket_path
+    return daemon
+
+
+def stop_cni_server(lab: Lab, node: str, daemon: Daemon) -> None:
+    """Stop it by its pid (SIGTERM; it removes its socket); the node goes back to the executables."""
+    _servers.pop((lab.id, node), None)
+    daemon.stop()
+    if daemon in lab.daemons:
+        lab.daemons.remove(daemon)
 
 
 def netconf(lab: Lab, node: str, **extra) -> dict:
@@ -80,7 +126,10 @@ def run_plugin(
     plugin: str = "calyx-cni",
     timeout: float = 60,
 ) -> Invocation:
-    """Run a plugin in the node's namespace as a runtime does: CNI_* environment, config on stdin."""
+    """Run a plugin in the node's namespace as a runtime does: CNI_* environment, config on stdin;
+    calyx-cni and calyx-ipam as the C client when the node has a calyx-cni-server."""
+    socket_path = _servers.get((lab.id, node))
+    client = socket_path is not None
     env = {
         "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
         "CNI_COMMAND": command,
@@ -88,11 +137,14 @@ def run_plugin(
         "CNI_NETNS": netns_path,
         "CNI_IFNAME": ifname,
         "CNI_ARGS": args,
-        "CNI_PATH": cni_path(lab),
+        "CNI_PATH": cni_path(lab, client),
     }
-    executable = str(plugin_dir(lab) / plugin) if plugin.startswith("calyx") else str(REFERENCE_PLUGINS / plugin)
-    import time
-
+    if socket_path is not None:
+        env["CALYX_CNI_SOCKET"] = str(socket_path)
+    if plugin in PROGRAMS:
+        executable = str(plugin_dir(lab, client) / plugin)
+    else:
+        executable = str(REFERENCE_PLUGINS / plugin)
     started = time.perf_counter()
     done = subprocess.run(
         ["ip", "netns", "exec", lab.nodes[node].netns, executable],
@@ -149,12 +201,25 @@ def cni_lab(lab_factory):
     lab = lab_factory(nodes=1)
     add_pools(lab)
     lab.start_felix("node1")
-    from tests.lab.processes import wait_for
-
     wait_for(lambda: lab.felix_status("node1").get("inSync"), timeout=20, what="felix in sync")
     plugin_dir(lab)
     yield lab
-    print((lab.dir / "node1" / "cni.log").read_text() if (lab.dir / "node1" / "cni.log").exists() else "(no cni log)")
+    for log in ("cni.log", "cni-server.log"):
+        path = lab.dir / "node1" / log
+        print(f"--- {log} ---\n{path.read_text() if path.exists() else '(none)'}")
+
+
+@pytest.fixture(params=["executable", "server"])
+def cni_both(request, cni_lab):
+    """cni_lab twice: the Python executables, then the C client of a calyx-cni-server in node1."""
+    if request.param == "executable":
+        yield cni_lab
+        return
+    server = start_cni_server(cni_lab, "node1")
+    try:
+        yield cni_lab
+    finally:
+        stop_cni_server(cni_lab, "node1", server)
 
 
 def reference_plugins_missing() -> bool:

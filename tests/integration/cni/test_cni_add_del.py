@@ -1,6 +1,7 @@
 """calyx-cni as a runtime calls it (environment and stdin), against real etcd and felix in a lab
 node: ADD, DEL idempotency, CHECK, errors with their codes, policy in place before the pod's
-first packet, a killed ADD cleaned up by GC, and portmap chained after it."""
+first packet, a killed ADD cleaned up by GC. The tests taking `cni_both` run twice: as the
+Python executables and as the C client of a calyx-cni-server in the node."""
 
 import json
 import os
@@ -22,6 +23,8 @@ from tests.integration.cni.conftest import (
     netconf,
     new_sandbox,
     run_plugin,
+    start_cni_server,
+    stop_cni_server,
     workload_addresses,
 )
 from tests.lab import netns
@@ -46,8 +49,8 @@ def ping(sandbox: str, address: str) -> bool:
     )
 
 
-def test_add_gives_the_container_its_addresses_routes_and_a_programmed_endpoint(cni_lab):
-    lab = cni_lab
+def test_add_gives_the_container_its_addresses_routes_and_a_programmed_endpoint(cni_both):
+    lab = cni_both
     sandbox, result = add(lab, "c1")
     assert result["cniVersion"] == "1.0.0"
     ips = [ip["address"] for ip in result["ips"]]
@@ -74,8 +77,8 @@ def test_results_carry_the_requested_version(cni_lab, version):
     assert all(("version" in ip) == version.startswith("0.") for ip in result["ips"])
 
 
-def test_del_is_idempotent(cni_lab):
-    lab = cni_lab
+def test_del_is_idempotent(cni_both):
+    lab = cni_both
     conf = netconf(lab, "node1")
     sandbox, result = add(lab, "d1")
     conf_with_prev = {**conf, "prevResult": result}
@@ -91,8 +94,8 @@ def test_del_is_idempotent(cni_lab):
     assert code == 0, report
 
 
-def test_check_passes_then_reports_what_is_missing(cni_lab):
-    lab = cni_lab
+def test_check_passes_then_reports_what_is_missing(cni_both):
+    lab = cni_both
     sandbox, result = add(lab, "k1")
     conf = {**netconf(lab, "node1"), "prevResult": result}
     assert run_plugin(lab, "node1", "CHECK", conf, "k1", sandbox).ok
@@ -108,8 +111,8 @@ def test_check_passes_then_reports_what_is_missing(cni_lab):
     assert "is missing" in failed.output["msg"]
 
 
-def test_errors_have_their_codes_and_say_what_to_do(cni_lab):
-    lab = cni_lab
+def test_errors_have_their_codes_and_say_what_to_do(cni_both):
+    lab = cni_both
     sandbox = new_sandbox(lab, "e1")
     bad = run_plugin(lab, "node1", "ADD", netconf(lab, "node1", mtu="big"), "e1", sandbox)
     assert bad.output["code"] == 7 and "mtu" in bad.output["msg"] and "Traceback" not in bad.stderr
@@ -135,8 +138,8 @@ def test_errors_have_their_codes_and_say_what_to_do(cni_lab):
     assert cx_links(lab, "node1") == [] and ipam_check(lab)[0] == 0  # the failed ADD left nothing
 
 
-def test_a_denying_policy_is_in_place_before_the_pod_starts(cni_lab):
-    lab = cni_lab
+def test_a_denying_policy_is_in_place_before_the_pod_starts(cni_both):
+    lab = cni_both
     lab.store.write(
         load_documents(
             "apiVersion: calyx.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny-web, namespace: default}\n"
@@ -193,3 +196,24 @@ def test_a_runtime_killed_during_add_leaves_nothing_after_gc(cni_lab):
     assert code == 0, report
     assert lab.store.list_kind(WorkloadEndpoint)[0] == []
     assert [h for h in IPAM(lab.kv, lab.prefix).handles() if h.startswith(f"{NETWORK}.")] == []
+
+
+def test_with_calyx_cni_server_down_the_client_says_what_to_do(cni_lab):
+    """Stopped (no socket) and killed (a stale socket): code 11, naming calyx-node and the socket."""
+    lab = cni_lab
+    sandbox = new_sandbox(lab, "down")
+    server = start_cni_server(lab, "node1")
+    assert run_plugin(lab, "node1", "ADD", netconf(lab, "node1"), "up", new_sandbox(lab, "up")).ok
+    server.stop()
+    stopped = run_plugin(lab, "node1", "ADD", netconf(lab, "node1"), "down", sandbox)
+    stop_cni_server(lab, "node1", server)
+    server = start_cni_server(lab, "node1")
+    server.kill9()
+    killed = run_plugin(lab, "node1", "ADD", netconf(lab, "node1"), "down", sandbox)
+    stop_cni_server(lab, "node1", server)
+    socket_path = str(lab.dir / "node1" / "cni.sock")
+    for failure, reason in ((stopped, "No such file or directory"), (killed, "Connection refused")):
+        assert failure.code == 1 and failure.output["code"] == 11, failure.output
+        assert failure.output["msg"] == f"is calyx-node running on this node? cannot reach {socket_path}: {reason}"
+    assert len(cx_links(lab, "node1")) == 1, "the refused ADDs made nothing (one veth: the ADD while it was up)"
+    assert [e.spec.containerID for e in lab.store.list_kind(WorkloadEndpoint)[0]] == ["up"]

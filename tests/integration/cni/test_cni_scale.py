@@ -1,5 +1,6 @@
 """Many pods on one node, and chaining: 100 pods added and deleted 20 at a time (no address
-twice, IPAM consistent, nothing left), and the reference portmap plugin after calyx-cni."""
+twice, IPAM consistent, nothing left), and the reference portmap plugin after calyx-cni; each as the
+Python executables and as the C client of a calyx-cni-server (its threads and the cap)."""
 
 import json
 import os
@@ -25,8 +26,8 @@ pytestmark = pytest.mark.integration
 PODS, PARALLEL = 100, 20
 
 
-def test_100_pods_added_and_deleted_20_at_a_time(cni_lab):
-    lab = cni_lab
+def test_100_pods_added_and_deleted_20_at_a_time(cni_both):
+    lab = cni_both
     conf = netconf(lab, "node1", log_level="info", policy_setup_timeout_seconds=60)
     sandboxes = {f"p{i:03d}": new_sandbox(lab, f"p{i:03d}") for i in range(PODS)}
 
@@ -56,8 +57,8 @@ def test_100_pods_added_and_deleted_20_at_a_time(cni_lab):
 
 
 @pytest.mark.skipif(not (REFERENCE_PLUGINS / "portmap").exists(), reason="containernetworking-plugins not installed")
-def test_portmap_after_calyx_cni_maps_a_host_port_to_the_pod(cni_lab):
-    lab = cni_lab
+def test_portmap_after_calyx_cni_maps_a_host_port_to_the_pod(cni_both):
+    lab = cni_both
     sandbox = new_sandbox(lab, "web")
     conf = netconf(lab, "node1")
     added = run_plugin(lab, "node1", "ADD", conf, "web", sandbox)
