@@ -84,6 +84,7 @@ class FlowLog:
         self._ring: deque[dict] = deque(maxlen=settings.capacity)
         self._recent: OrderedDict[FlowKey, float] = OrderedDict()
         self._seq = 0
+        self._started = round(wall(), 3)  # a restarted felix numbers from 1 again: a reader sees this change
         self._lock = threading.Lock()
 
     def packet(self, packet: LoggedPacket) -> None:
@@ -139,7 +140,7 @@ class FlowLog:
             records = [r for r in self._ring if r["seq"] > seq][:limit]
             last = self._seq
         following = records[-1]["seq"] if records else min(max(seq, 0), last)  # a restarted felix: from its last
-        return {"node": self.node, "last": last, "next": following, "flows": records}
+        return {"node": self.node, "started": self._started, "last": last, "next": following, "flows": records}
 
     def _name(self, index: int | None) -> str | None:
         return None if index is None else self._interface_name(index) or str(index)

@@ -10,6 +10,7 @@ import yaml
 
 from policy.ctl.errors import run_datastore as _run
 from policy.ctl.explain import MAX_CHECKS, dry_run_summary, explain, flow_summary, read_state
+from policy.ctl.flows import flows
 from policy.ctl.ipam import ipam
 from policy.ctl.node import node
 from policy.ctl.output import redacted, render, to_document
@@ -332,6 +333,7 @@ def delete(ctx: Context, kind, names, paths, namespace):
 cli.add_command(ipam)
 cli.add_command(node)
 cli.add_command(explain)
+cli.add_command(flows)
 cli.add_command(reachability)
 cli.add_command(workload)
 

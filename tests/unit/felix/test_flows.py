@@ -155,7 +155,7 @@ def test_since_pages_through_the_records_and_survives_a_restarted_felix():
     first = log.since(0, 2)
     assert [r["seq"] for r in first["flows"]] == [1, 2] and first["next"] == 2 and first["last"] == 5
     assert [r["seq"] for r in log.since(first["next"], 10)["flows"]] == [3, 4, 5]
-    assert log.since(5, 10) == {"node": "n1", "last": 5, "next": 5, "flows": []}
+    assert log.since(5, 10) == {"node": "n1", "started": 1.7e9, "last": 5, "next": 5, "flows": []}
     assert log.since(99, 10)["next"] == 5  # a client ahead of this felix (it restarted) goes back to its last
 
 
