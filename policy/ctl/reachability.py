@@ -1,7 +1,9 @@
 """`policyctl reachability`: who can open a flow to whom, as a table or an SVG picture."""
 
+import functools
 from collections.abc import Sequence
 from html import escape
+from typing import NamedTuple
 
 import click
 
@@ -98,24 +100,26 @@ def svg(names: Sequence[str], grid: list[list[str]], what: str) -> str:
     return "\n".join(parts)
 
 
-@click.command()
-@click.option("-n", "--namespace", default=None, help="Only the endpoints of this namespace.")
-@click.option("-l", "--selector", default=None, help="Only the endpoints this Calico selector picks.")
-@click.option("--port", type=click.IntRange(1, 65535), help="One destination port (default: every port).")
-@click.option("--protocol", type=click.Choice(["TCP", "UDP", "SCTP"]), help="One protocol (default: all).")
-@click.option("--network-sets", is_flag=True, help="Include network sets as sources and destinations.")
-@click.option("-6", "--ipv6", is_flag=True, help="IPv6 addresses instead of IPv4.")
-@click.option("-o", "--output", "fmt", type=click.Choice(["table", "svg"]), default="table", show_default=True)
-@click.option("--max-checks", type=click.IntRange(1), default=MAX_CHECKS, show_default=True)
-@click.pass_obj
-def reachability(ctx, namespace, selector, port, protocol, network_sets, ipv6, fmt, max_checks):
-    """The matrix of which endpoints can open flows to which, from the policies in etcd.
+class Matrix(NamedTuple):
+    names: list[str]  # peer descriptions ("WorkloadEndpoint ns/name", "GlobalNetworkSet x")
+    grid: list[list[str]]  # one mark per (row: from, column: to)
+    what: str  # the question, e.g. "TCP port 80, IPv4"
 
-    A cell is allowed when every port and protocol is, denied when none is, and partly
-    otherwise (`policyctl explain` says why for one flow)."""
+
+def compute(
+    model: Evaluator,
+    namespace: str | None,
+    selector: str | None,
+    port: int | None,
+    protocol: str | None,
+    network_sets: bool,
+    ipv6: bool,
+    max_checks: int = MAX_CHECKS,
+) -> Matrix:
+    """The matrix `policyctl reachability` and calyx-ui show; click errors when nothing matches,
+    the selector is bad or the work is over max_checks."""
     if port is not None and protocol is None:
         protocol = "TCP"
-    model = read_state(ctx.store).evaluator()
     version = 6 if ipv6 else 4
     ends = chosen_peers(model, version, namespace, selector, network_sets)
     if not ends:
@@ -127,5 +131,35 @@ def reachability(ctx, namespace, selector, port, protocol, network_sets, ipv6, f
     verdicts = flows.matrix(model, pairs, found, progress_line if len(pairs) * len(found) > 200_000 else None)
     what = f"{protocol or 'every protocol'}" + (f" port {port}" if port else "") + f", IPv{version}"
     names = [end.description for end in ends]
-    grid = cells(verdicts, names)
-    click.echo(svg(names, grid, what) if fmt == "svg" else table(names, grid, what))
+    return Matrix(names, cells(verdicts, names), what)
+
+
+MATRIX_OPTIONS = [
+    click.option("-n", "--namespace", default=None, help="Only the endpoints of this namespace."),
+    click.option("-l", "--selector", default=None, help="Only the endpoints this Calico selector picks."),
+    click.option("--port", type=click.IntRange(1, 65535), help="One destination port (default: every port)."),
+    click.option("--protocol", type=click.Choice(["TCP", "UDP", "SCTP"]), help="One protocol (default: all)."),
+    click.option("--network-sets", is_flag=True, help="Include network sets as sources and destinations."),
+    click.option("-6", "--ipv6", is_flag=True, help="IPv6 addresses instead of IPv4."),
+    click.option("--max-checks", type=click.IntRange(1), default=MAX_CHECKS, show_default=True),
+]
+
+
+def matrix_options(command):
+    """The question's options, shared by `policyctl reachability` and calyx-ui."""
+    return functools.reduce(lambda cmd, option: option(cmd), reversed(MATRIX_OPTIONS), command)
+
+
+@click.command()
+@matrix_options
+@click.option("-o", "--output", "fmt", type=click.Choice(["table", "svg"]), default="table", show_default=True)
+@click.pass_obj
+def reachability(ctx, namespace, selector, port, protocol, network_sets, ipv6, max_checks, fmt):
+    """The matrix of which endpoints can open flows to which, from the policies in etcd.
+
+    A cell is allowed when every port and protocol is, denied when none is, and partly
+    otherwise (`policyctl explain` says why for one flow)."""
+    matrix = compute(
+        read_state(ctx.store).evaluator(), namespace, selector, port, protocol, network_sets, ipv6, max_checks
+    )
+    click.echo(svg(*matrix) if fmt == "svg" else table(*matrix))

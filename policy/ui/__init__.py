@@ -1,0 +1,1 @@
+"""calyx-ui: the reachability matrix and the live denied flows, as a web page."""
