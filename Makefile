@@ -59,6 +59,7 @@ demo-down: setup
 bench: setup
 	$(PY) -m tests.bench.bench_routes
 	$(PY) -m tests.bench.bench_cluster_agent
+	$(PY) -m tests.bench.bench_cluster_converge
 	$(PY) -m tests.bench.bench_policy
 	$(PY) -m tests.bench.bench_bgp
 	$(PY) -m tests.bench.bench_documents

@@ -152,6 +152,7 @@ class Agent:
         self._report()
 
     def _apply_batch(self, batch: SyncBatch) -> None:
+        self.metrics.etcd_changes.inc(len(batch.changes))
         for update in self._intake.updates(batch.changes):
             self._dispatch(update)
         self._revision = batch.revision

@@ -22,6 +22,9 @@ class AgentMetrics:
             "calyx_felix_unexpected_errors", "errors caught by the loop's boundary and retried", ["stage"], registry=r
         )
         self.resyncs = Counter("calyx_felix_etcd_resyncs", "re-lists of etcd", ["reason"], registry=r)
+        self.etcd_changes = Counter(
+            "calyx_felix_etcd_changes", "keys received from etcd's lists and watch (the watch traffic)", registry=r
+        )
         self.ip_conflicts = Gauge(
             "calyx_felix_ip_conflicts", "networks claimed by more than one local endpoint", registry=r
         )

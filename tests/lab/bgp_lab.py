@@ -60,10 +60,13 @@ class BgpLab(Lab):
         restart_time: int = 4,
         bird_restart_time: int = 20,
         bird_speakers: tuple[str, ...] = (),
+        pool_block_sizes: tuple[int | None, int | None] = (None, None),
         **kwargs,
     ):
-        """bird_speakers: names of extra rack members that run BIRD instead of Calyx (baselines)."""
+        """bird_speakers: names of extra rack members that run BIRD instead of Calyx (baselines);
+        pool_block_sizes: the IPv4 and IPv6 pools' blockSize (None: IPAM's default, /26 and /122)."""
         super().__init__(nodes=nodes, **kwargs)
+        self.pool_block_sizes = pool_block_sizes
         self.reflector, self.restart_time, self.bird_restart_time = reflector, restart_time, bird_restart_time
         self.bird: Daemon | None = None
         self.speakers: dict[str, Daemon] = {}
@@ -74,8 +77,12 @@ class BgpLab(Lab):
         super().build()
         self.store.write(
             [
-                IPPool(metadata=Metadata(name="pool4"), spec=IPPoolSpec(cidr=POOL4)),
-                IPPool(metadata=Metadata(name="pool6"), spec=IPPoolSpec(cidr=POOL6)),
+                IPPool(
+                    metadata=Metadata(name="pool4"), spec=IPPoolSpec(cidr=POOL4, blockSize=self.pool_block_sizes[0])
+                ),
+                IPPool(
+                    metadata=Metadata(name="pool6"), spec=IPPoolSpec(cidr=POOL6, blockSize=self.pool_block_sizes[1])
+                ),
             ],
             WriteMode.CREATE,
         )

@@ -101,6 +101,19 @@ def test_changes_follow_in_order_and_report_the_programmed_revision(world):
     assert kernel.route_table == set()
 
 
+def test_every_key_received_from_etcd_is_counted_once(world):
+    kv, _, agent, thread = world
+    store = ResourceStore(kv, "/t")
+    store.write([wep("a"), wep("b", interface="cxb")], WriteMode.CREATE)
+    thread.start()
+    wait_until(lambda: agent.status.in_sync)
+    changes = lambda: agent.metrics.registry.get_sample_value("calyx_felix_etcd_changes_total")  # noqa: E731
+    assert changes() == 2  # the first list
+    revision = store.write([wep("c", node="n2"), wep("d", node="n2")], WriteMode.CREATE)
+    wait_until(lambda: agent.status.programmed_revision >= revision)
+    assert changes() == 4  # the watch: each write once, whichever node it is for
+
+
 def test_an_unexpected_kernel_error_is_survived_and_retried(world):
     kv, kernel, agent, thread = world
     store = ResourceStore(kv, "/t")
