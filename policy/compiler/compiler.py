@@ -2,7 +2,9 @@
 
 Updates only record what changed; `ruleset()` then recomputes just that: the changed policy's
 chain, the sets whose members moved, the chains of the endpoints whose policies changed.
-The result depends on the current resources only, never on the order they arrived."""
+A set whose members come to need an interval set, or stop needing one, changes name
+(sets.py), and the chains of the policies and profiles that use it are written again naming
+it. The result depends on the current resources only, never on the order they arrived."""
 
 import hashlib
 import logging
@@ -17,7 +19,7 @@ from policy.compiler.matches import compile_rule
 from policy.compiler.nat import NAT_CHAIN, nat_rules, nat_set_elements
 from policy.compiler.observe import NO_OBSERVE, Observe, policy_origin
 from policy.compiler.ruleset import DEFAULT_HOST_ACCESS, KNOWN_INTERFACES, HostAccess, Ruleset, SetDef, interface_sets
-from policy.compiler.sets import Selection, SetSpec, collapse
+from policy.compiler.sets import Selection, SetSpec, collapse, needs_interval
 from policy.model.policies import GlobalNetworkSet, NetworkPolicy, NetworkSet, Policy, Profile, Tier
 from policy.model.pools import IPPool
 from policy.model.resources import NAMESPACE_LABEL, Namespace, WorkloadEndpoint, endpoint_labels, namespace_labels
@@ -67,7 +69,8 @@ class EndpointFacts:
 
 
 class CompiledRules:
-    """A policy's or profile's chains (per direction) and the sets they reference."""
+    """A policy's or profile's chains (per direction) and the sets they reference. The chains
+    name each set by its spec's hash-set name; `renamed` writes them with the names in use."""
 
     def __init__(
         self,
@@ -96,6 +99,23 @@ class CompiledRules:
     def _want(self, spec: SetSpec) -> str:
         self.specs.add(spec)
         return spec.name
+
+    def renamed(self, names: Mapping[SetSpec, str]) -> dict[str, tuple]:
+        """chain name -> rules, each set named as in `names` (a spec's set may be an interval set)."""
+        renames = {"@" + spec.name: "@" + names[spec] for spec in self.specs if names[spec] != spec.name}
+        if not renames:
+            return dict(self.chains.values())
+        return {
+            name: tuple([_renamed(s, renames) for s in rule] for rule in rules) for name, rules in self.chains.values()
+        }
+
+
+def _renamed(statement: dict, renames: Mapping[str, str]) -> dict:
+    """A match on a set (`... @name`) with the set's name in use; any other statement as it is."""
+    found = statement.get("match")
+    if found is None or not isinstance(found["right"], str) or found["right"] not in renames:
+        return statement
+    return {"match": {**found, "right": renames[found["right"]]}}
 
 
 class CompiledPolicy(CompiledRules):
@@ -126,7 +146,9 @@ class PolicyCompiler:
         self._policies: dict[str, CompiledPolicy] = {}
         self._policy_sources: dict[str, Policy] = {}
         self._quarantined: dict[str, str] = {}
-        self._spec_refs: dict[SetSpec, int] = defaultdict(int)
+        self._spec_users: dict[SetSpec, set[CompiledRules]] = {}
+        self._set_names: dict[SetSpec, str] = {}  # the name of each used spec's set, as it holds now
+        self._unwritten: set[CompiledRules] = set()  # chains to write: claimed, or a set of theirs renamed
         self._specs_by_selection: dict[Selection, set[SetSpec]] = defaultdict(set)
         self._selection_users: dict[Selection, set[str]] = defaultdict(set)  # applies-to -> policy keys
         self._members: dict[Selection, set[str]] = {}
@@ -255,9 +277,22 @@ class PolicyCompiler:
         """The desired ruleset, brought up to date with every change since the last call."""
         self._update_members()
         for spec in self._dirty_specs:
-            if self._spec_refs.get(spec):
-                self._ruleset.sets[spec.name] = SetDef(spec.nft_type, spec.interval, self._elements(spec))
+            users = self._spec_users.get(spec)
+            if not users:
+                continue
+            elements = self._elements(spec)
+            interval = spec.port_name is None and needs_interval(elements)
+            name, was = spec.set_name(interval), self._set_names.get(spec)
+            if name != was:
+                if was is not None:
+                    del self._ruleset.sets[was]
+                self._set_names[spec] = name
+                self._unwritten |= users
+            self._ruleset.sets[name] = SetDef(spec.nft_type, interval, elements)
         self._dirty_specs.clear()
+        for compiled in self._unwritten:
+            self._ruleset.chains.update(compiled.renamed(self._set_names))
+        self._unwritten.clear()
         for interface in self._dirty_interfaces:
             self._build_interface(interface)
         if self._sources_changed or KNOWN_INTERFACES not in self._ruleset.sets:
@@ -309,11 +344,12 @@ class PolicyCompiler:
         return None
 
     def _claim(self, compiled: CompiledRules) -> None:
-        for name, rules in compiled.chains.values():
-            self._ruleset.chains[name] = rules
+        """Its chains are written by the next ruleset(), when its sets' names are known."""
+        self._unwritten.add(compiled)
         for spec in compiled.specs:
-            self._spec_refs[spec] += 1
-            if self._spec_refs[spec] == 1:
+            users = self._spec_users.setdefault(spec, set())
+            users.add(compiled)
+            if len(users) == 1:
                 self._dirty_specs.add(spec)
                 if spec.selection:
                     self._specs_by_selection[spec.selection].add(spec)
@@ -321,15 +357,19 @@ class PolicyCompiler:
     def _release(self, compiled: CompiledRules, keep: CompiledRules | None = None) -> None:
         """Drop what compiled holds; with keep (its successor, already claimed), the chains
         they share by name stay."""
+        self._unwritten.discard(compiled)
         kept = {name for name, _ in keep.chains.values()} if keep else set()
         for name, _ in compiled.chains.values():
             if name not in kept:
                 self._ruleset.chains.pop(name, None)
         for spec in compiled.specs:
-            self._spec_refs[spec] -= 1
-            if not self._spec_refs[spec]:
-                del self._spec_refs[spec]
-                self._ruleset.sets.pop(spec.name, None)
+            users = self._spec_users[spec]
+            users.discard(compiled)
+            if not users:
+                del self._spec_users[spec]
+                set_name = self._set_names.pop(spec, None)
+                if set_name is not None:
+                    del self._ruleset.sets[set_name]
                 if spec.selection:
                     self._specs_by_selection[spec.selection].discard(spec)
                     if not self._specs_by_selection[spec.selection]:

@@ -1,7 +1,11 @@
 """Named nftables sets: what each holds (a selection of items, or fixed nets) and its name.
 
 A set is named by a hash of what it holds, so every rule that means the same thing shares
-one set, and the name of a policy's chain content depends on the policy alone."""
+one set. Its kind follows its elements: host addresses only (every pod) make a plain hash
+set, a network among them an interval set, named with `-i` after the hash. libnftables reads
+every interval set's elements back from the kernel before each element change (~140 ms at
+121,000 elements, docs/scaling.md); hash sets it leaves alone. A set changing kind is a new
+set: the chains that use it switch to it, and the old one goes, in one transaction."""
 
 import hashlib
 import ipaddress
@@ -70,13 +74,19 @@ class SetSpec:
     def nft_type(self):
         return PORT_TYPES[self.family] if self.port_name else ADDRESS_TYPES[self.family]
 
-    @property
-    def interval(self) -> bool:
-        return self.port_name is None
+    def set_name(self, interval: bool) -> str:
+        """The name of this spec's set as an interval set, or as a plain hash set."""
+        return f"{self.name}-i" if interval else self.name
+
+
+def needs_interval(elements: Iterable) -> bool:
+    """Whether elements (from collapse) hold a network, which only an interval set can."""
+    return any("/" in e for e in elements if isinstance(e, str))
 
 
 def collapse(networks: Iterable[str]) -> frozenset[str]:
-    """Interval sets refuse overlapping elements: merge them, keeping host addresses bare."""
+    """Interval sets refuse overlapping elements: merge them, keeping host addresses bare (a
+    set of host addresses only is a hash set, which needs them bare)."""
     networks = list(networks)
     if all(n.endswith("/128") or n.endswith("/32") and ":" not in n for n in networks):  # endpoints only
         # interned: an endpoint in several sets holds one string for all of them

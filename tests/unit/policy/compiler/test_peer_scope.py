@@ -61,7 +61,8 @@ def _elements(compiler: PolicyCompiler, resource, kind: str) -> set:
     """Every element of the `kind` sets (sel4, port4...) one policy's chains use."""
     ruleset = compiler.ruleset()
     compiled = compiler._policies[key_of(PREFIX, resource)]
-    return {e for spec in compiled.specs if spec.name.startswith(kind) for e in ruleset.sets[spec.name].elements}
+    names = compiler._set_names
+    return {e for spec in compiled.specs if spec.name.startswith(kind) for e in ruleset.sets[names[spec]].elements}
 
 
 def _with(policy: str):
