@@ -5,6 +5,7 @@ import copy
 import json
 import re
 import threading
+import time
 from collections.abc import Iterable
 
 from felix.attach import IPV4_GATEWAY, IPV6_GATEWAY, Attachment, InterfaceExists, NamespaceGone, WorkloadState
@@ -30,6 +31,7 @@ class FakeKV:
         self.writes_before_next_watch: list[tuple[str, bytes | None]] = []
         self.compacted_watches = 0
         self.deaf = False  # a watch that stays open but delivers nothing (seen after etcd restarts)
+        self.slow = 0.0  # seconds a watch takes per change it delivers (a busy machine)
 
     @contextlib.contextmanager
     def admin(self):
@@ -137,8 +139,12 @@ class FakeKV:
                 if not changes or self.deaf:
                     self._cond.wait(0.05)
                     continue
-                position = self.revision + 1
-                revision = self.revision
+                if self.slow:  # a watch that delivers, one change at a time, always behind
+                    changes = changes[:1]
+                position = changes[-1].mod_revision + 1 if self.slow else self.revision + 1
+                revision = changes[-1].mod_revision if self.slow else self.revision
+            if self.slow:
+                time.sleep(self.slow)
             yield changes, revision
 
     def close(self) -> None:

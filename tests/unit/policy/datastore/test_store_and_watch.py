@@ -187,3 +187,23 @@ def test_a_watch_that_stops_delivering_is_detected_and_relisted():
     stop.set()
     thread.join(timeout=2)
     assert not thread.is_alive()
+
+
+def test_a_watch_that_delivers_behind_a_stream_of_writes_is_slow_not_stalled():
+    """Under a steady stream of writes etcd is always ahead of the watch; as long as the watch
+    delivers, re-listing would only add load."""
+    kv, sink, stop = FakeKV(), Collector(), threading.Event()
+    kv.put("/p/a", b"1")
+    syncer = Syncer(kv, "/p/", sink, stop, guard=WatchGuard(first=0.05, interval=0.05, confirm=0.1))
+    thread = threading.Thread(target=syncer.run, daemon=True)
+    thread.start()
+    wait_until(lambda: sink.complete_revisions)
+    kv.slow = 0.02  # delivers one change per 20 ms while they are written every 10 ms
+    for i in range(60):
+        kv.put(f"/p/k{i}", b"v")
+        time.sleep(0.01)
+    kv.slow = 0.0
+    wait_until(lambda: sink.state == expected(kv), timeout=5)
+    stop.set()
+    thread.join(timeout=2)
+    assert kv.list_calls == 1
