@@ -9,6 +9,7 @@ Blocks are /27 and /123 (32 addresses), so that every burst of 50 per node claim
 and gives BGP new routes to carry."""
 
 import concurrent.futures
+import contextlib
 import ipaddress
 import json
 import os
@@ -17,7 +18,8 @@ import time
 import urllib.request
 from dataclasses import dataclass
 
-from policy.datastore.ipam import IPAM
+from policy.datastore.ipam import IPAM, IPAMError
+from policy.datastore.kv import Unavailable
 from policy.datastore.store import WriteMode
 from policy.datastore.watch import Change
 from policy.model.documents import parse_resource
@@ -113,22 +115,37 @@ class ConvergeCluster:
         )
 
     def _write_node(self, node: str, pods: list[str]) -> int:
-        ipam, revision = IPAM(self.lab.kv, self.lab.prefix), 0
+        revision = 0
         for pod in pods:
-            handle = f"burst.{pod}"
-            addresses = [ipam.allocate(node, handle, pool=POOL4), ipam.allocate(node, handle, pool=POOL6)]
-            endpoint = WorkloadEndpoint(
-                metadata=Metadata(name=pod, namespace="burst", labels={BURST_LABEL: str(self.bursts)}),
-                spec=WorkloadEndpointSpec(
-                    node=node,
-                    interfaceName=host_interface_name("burst", pod),
-                    orchestrator="k8s",
-                    workload=pod,
-                    ipNetworks=[f"{addresses[0]}/32", f"{addresses[1]}/128"],
-                ),
-            )
-            revision = self.lab.store.write([endpoint], WriteMode.CREATE)
+            revision = self._write_pod(node, pod)
         return revision
+
+    def _write_pod(self, node: str, pod: str, attempts: int = 5) -> int:
+        """As a runtime does with a CNI plugin's "try again later": a pod whose writes etcd did not
+        answer in time (a saturated machine) is released and written again, a few times."""
+        ipam, handle = IPAM(self.lab.kv, self.lab.prefix), f"burst.{pod}"
+        for _ in range(attempts - 1):
+            try:
+                return self._try_write_pod(ipam, node, pod, handle)
+            except Unavailable:
+                time.sleep(1)
+                with contextlib.suppress(IPAMError, Unavailable):
+                    ipam.release_handle(handle)
+        return self._try_write_pod(ipam, node, pod, handle)
+
+    def _try_write_pod(self, ipam: IPAM, node: str, pod: str, handle: str) -> int:
+        addresses = [ipam.allocate(node, handle, pool=POOL4), ipam.allocate(node, handle, pool=POOL6)]
+        endpoint = WorkloadEndpoint(
+            metadata=Metadata(name=pod, namespace="burst", labels={BURST_LABEL: str(self.bursts)}),
+            spec=WorkloadEndpointSpec(
+                node=node,
+                interfaceName=host_interface_name("burst", pod),
+                orchestrator="k8s",
+                workload=pod,
+                ipNetworks=[f"{addresses[0]}/32", f"{addresses[1]}/128"],
+            ),
+        )
+        return self.lab.store.write([endpoint], WriteMode.APPLY)  # APPLY: a retry may find it written
 
     def _wait_converged(self, revision: int, blocks, since: float) -> dict[str, float]:
         """Seconds after `since` at which each node had programmed `revision` and held a learned
