@@ -96,8 +96,11 @@ class Board:
             state = read_state(self.store)
             matrix = self.question.matrix(state)
         except click.ClickException as exc:
+            error = exc.format_message()
+            if error != self._matrix["error"]:
+                click.echo(f"warning: the matrix is not current: {error}", err=True)
             with self._lock:
-                self._matrix = {**self._matrix, "error": exc.format_message()}
+                self._matrix = {**self._matrix, "error": error}
             return
         endpoints = [r for r in state.resources if isinstance(r, WorkloadEndpoint)]
         shown = {short(name) for name in matrix.names if name.startswith("WorkloadEndpoint ")}
