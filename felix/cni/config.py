@@ -20,6 +20,8 @@ log = logging.getLogger(__name__)
 DEFAULT_NODENAME_FILE = "/var/lib/calyx/nodename"
 DEFAULT_LOG_FILE = "/var/log/calyx/cni/cni.log"
 DEFAULT_FELIX_HEALTH_URL = "http://127.0.0.1:9099"
+DEFAULT_SOCKET = "/run/calyx/cni.sock"
+SOCKET_PATH_MAX = 107  # sockaddr_un.sun_path holds 108 bytes with the terminating NUL
 _NETWORK_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$")
 _LOG_LEVELS = {"debug": "DEBUG", "info": "INFO", "warning": "WARNING", "warn": "WARNING", "error": "ERROR"}
 
@@ -117,6 +119,7 @@ class NetConf(_Section):
     ipam: IpamConf | None = None
     dns: DnsConf = Field(default_factory=DnsConf)
     felix_health_url: str = DEFAULT_FELIX_HEALTH_URL
+    cni_socket: str = DEFAULT_SOCKET  # calyx-cni-server's; the host's C client reads it (client/calyx-cni.c)
     policy_setup_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
     namespace: str = "default"  # of endpoints created outside Kubernetes
     args: Args = Field(default_factory=Args)
@@ -147,6 +150,17 @@ class NetConf(_Section):
     def _prefix(cls, value: str) -> str:
         if not value.startswith("/"):
             raise ValueError("must start with '/' (e.g. /calyx)")
+        return value
+
+    @field_validator("cni_socket")
+    @classmethod
+    def _socket(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("must be an absolute path (e.g. /run/calyx/cni.sock)")
+        if len(value.encode()) > SOCKET_PATH_MAX:
+            raise ValueError(f"is {len(value.encode())} bytes; a unix socket path holds at most {SOCKET_PATH_MAX}")
+        if '"' in value or "\\" in value:
+            raise ValueError("must not contain quotes or backslashes (the C client reads it unescaped)")
         return value
 
     @field_validator("etcd_endpoints")

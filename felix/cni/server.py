@@ -7,7 +7,6 @@ plugin executed from CNI_PATH as the spec says. A thread per request, at most --
 once (more are told to try again later); every request is logged with its outcome and time; a
 client gets a CNI error object, never a traceback."""
 
-import argparse
 import json
 import logging
 import os
@@ -19,15 +18,17 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from felix.cni.config import DEFAULT_LOG_FILE
+import click
+
+from felix.cni.config import DEFAULT_LOG_FILE, DEFAULT_SOCKET
 from felix.cni.delegate import Delegate, plugin_answer, run_delegate
 from felix.cni.main import LOG_FORMAT, Handler, _cni_handler, _ipam_handler, invoke
 from felix.cni.protocol import INTERNAL, SUPPORTED_VERSIONS, TRY_AGAIN_LATER, CniError
-from felix.cni.wire import Read, WireError, encode_answer, read_request
+from felix.cni.wire import Read, WireError, encode_answer, encode_request, read_answer, read_request
+from policy.runtime.settings import finite, setting
 
 log = logging.getLogger("calyx-cni.server")
 
-DEFAULT_SOCKET = "/run/calyx/cni.sock"
 IN_PROCESS_IPAM = "calyx-ipam"
 
 
@@ -149,25 +150,57 @@ def serve(server: CniServer, path: str, max_requests: int, read_timeout: float, 
         Path(path).unlink(missing_ok=True)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="calyx-cni-server", description=__doc__.splitlines()[0])
-    parser.add_argument("--socket", default=DEFAULT_SOCKET, help="unix socket path (default %(default)s)")
-    parser.add_argument("--log-file", default=DEFAULT_LOG_FILE, help="default %(default)s; '-' for stderr")
-    parser.add_argument("--log-level", default="INFO", type=str.upper, choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    parser.add_argument("--max-requests", type=int, default=64, help="requests served at once (default %(default)s)")
-    parser.add_argument("--read-timeout", type=float, default=10.0, help="seconds to read a request or send an answer")
-    args = parser.parse_args(argv)
-    if args.max_requests < 1 or args.read_timeout <= 0:
-        parser.error("--max-requests and --read-timeout must be positive")
-    _log_to(args.log_file, args.log_level)
+def probe(path: str, timeout: float) -> str | None:
+    """A VERSION request through the socket (the probe of the calyx-node pod): None when the
+    server answered it, else what went wrong."""
+    request = encode_request("calyx-cni", {"CNI_COMMAND": "VERSION"}, b'{"cniVersion": "1.0.0"}')
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.settimeout(timeout)
+            conn.connect(path)
+            conn.sendall(request)
+            code, stdout = read_answer(_read_exactly(conn))
+    except (OSError, WireError) as exc:
+        return f"no answer on {path}: {exc}"
+    if code != 0 or "supportedVersions" not in json.loads(stdout or b"{}"):
+        return f"{path} answered VERSION with exit {code}: {stdout[:200]!r}"
+    return None
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@setting("--socket", "socket_path", envvar="CALYX_CNI_SOCKET", default=DEFAULT_SOCKET, show_default=True,
+         help="The unix socket the host's calyx-cni and calyx-ipam connect to.")  # fmt: skip
+@setting("--log-file", envvar="CALYX_CNI_SERVER_LOG_FILE", default=DEFAULT_LOG_FILE, show_default=True,
+         help="'-' for stderr.")  # fmt: skip
+@setting("--log-level", envvar="CALYX_CNI_SERVER_LOG_LEVEL", default="info", show_default=True,
+         type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))  # fmt: skip
+@setting("--max-requests", envvar="CALYX_CNI_SERVER_MAX_REQUESTS", default=64, show_default=True,
+         type=click.IntRange(1, 4096), help="Requests served at once; more are told to try again later.")  # fmt: skip
+@setting("--read-timeout", envvar="CALYX_CNI_SERVER_READ_TIMEOUT", default=10.0, show_default=True,
+         type=click.FloatRange(0, 600, min_open=True), callback=finite,
+         help="Seconds to read a request or send an answer.")  # fmt: skip
+@click.option("--check", is_flag=True, help="Ask the running server for VERSION and exit 0 if it answers (a probe).")
+def cli(socket_path: str, log_file: str, log_level: str, max_requests: int, read_timeout: float, check: bool):
+    """calyx-cni-server: the CNI plugins kept warm behind a unix socket."""
+    if check:
+        problem = probe(socket_path, read_timeout)
+        if problem:
+            raise click.ClickException(problem)
+        click.echo(f"calyx-cni-server answers on {socket_path}")
+        return
+    _log_to(log_file, log_level.upper())
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
     signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
     try:
-        serve(CniServer(), args.socket, args.max_requests, args.read_timeout, stop)
+        serve(CniServer(), socket_path, max_requests, read_timeout, stop)
     except OSError as exc:
-        log.error("cannot serve on %s: %s", args.socket, exc)
-        sys.exit(f"calyx-cni-server: cannot serve on {args.socket}: {exc}")
+        log.error("cannot serve on %s: %s", socket_path, exc)
+        raise click.ClickException(f"cannot serve on {socket_path}: {exc}") from None
+
+
+def main() -> None:
+    cli(prog_name="calyx-cni-server")
 
 
 def _log_to(path: str, level: str) -> None:

@@ -5,7 +5,8 @@
  * It sends its program name (argv[0]'s basename), the CNI_* environment and stdin over the
  * unix socket (CALYX_CNI_SOCKET, else "cni_socket" in the network configuration, else
  * /run/calyx/cni.sock), prints the answer and exits with its code. Wire format: felix/cni/wire.py.
- * If the server cannot be reached it prints the CNI error object (code 11, try again later). */
+ * If the server cannot be reached it prints the CNI error object (code 11, try again later).
+ * VERSION it answers itself. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdint.h>
@@ -18,6 +19,8 @@
 #include <unistd.h>
 
 #define DEFAULT_SOCKET "/run/calyx/cni.sock"
+#define SUPPORTED_VERSIONS "\"0.3.1\", \"0.4.0\", \"1.0.0\", \"1.1.0\""
+#define SUPPORTED_LATEST "1.1.0"
 #define MAX_STDIN (1 << 20)
 #define ANSWER_TIMEOUT_SECONDS 300 /* longer than any ADD's own bounded wait */
 
@@ -58,18 +61,52 @@ static int get(int fd, void *data, size_t len) {
     return 0;
 }
 
-/* "cni_socket": "PATH" anywhere in the configuration (paths hold no quotes) */
-static const char *configured_socket(char *conf, size_t len) {
+/* A bad "cni_socket": the configuration's error (code 7), as calyx-cni-server would say it. */
+static void bad_config(const char *why) {
+    printf("{\"cniVersion\": \"1.0.0\", \"code\": 7, \"msg\": \"invalid network configuration: cni_socket: %s\"}\n",
+           why);
+    exit(1);
+}
+
+/* Where the string value of "key" starts in the JSON text (after its quote), at the key's first
+ * occurrence; NULL when the key is absent, NOT_A_STRING when its value is something else. The
+ * first occurrence is the plugin's own: libcni writes keys sorted, so prevResult comes later. */
+static char not_a_string;
+#define NOT_A_STRING (&not_a_string)
+static char *string_value(char *conf, const char *key) {
+    char quoted[64];
+    snprintf(quoted, sizeof(quoted), "\"%s\"", key);
+    char *p = strstr(conf, quoted);
+    if (!p) return NULL;
+    for (p += strlen(quoted); *p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'; p++) {}
+    if (*p++ != ':') return NOT_A_STRING;
+    for (; *p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'; p++) {}
+    return *p == '"' ? p + 1 : NOT_A_STRING;
+}
+
+/* "cni_socket": "PATH", or NULL; paths hold no quotes or backslashes (the server refuses them too). */
+static const char *configured_socket(char *conf) {
     static char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
-    conf[len] = '\0';
-    char *key = strstr(conf, "\"cni_socket\"");
-    if (!key) return NULL;
-    char *start = strchr(key + 12, '"');
-    char *end = start ? strchr(start + 1, '"') : NULL;
-    if (!end || (size_t)(end - start - 1) >= sizeof(path)) return NULL;
-    memcpy(path, start + 1, (size_t)(end - start - 1));
-    path[end - start - 1] = '\0';
+    char *p = string_value(conf, "cni_socket");
+    if (!p) return NULL;
+    if (p == NOT_A_STRING) bad_config("must be a string");
+    size_t n = strcspn(p, "\"\\");
+    if (p[n] != '"') bad_config("must not contain quotes or backslashes (the C client reads it unescaped)");
+    if (n == 0 || *p != '/') bad_config("must be an absolute path (e.g. /run/calyx/cni.sock)");
+    if (n >= sizeof(path)) bad_config("is too long for a unix socket path (at most 107 bytes)");
+    memcpy(path, p, n);
+    path[n] = '\0';
     return path;
+}
+
+/* VERSION needs no server, so a runtime loading the conflist before calyx-node runs (libcni asks
+ * every plugin) sees it: the same answer as felix/cni/protocol.py's version_result. */
+static int version(char *conf) {
+    char *p = string_value(conf, "cniVersion");
+    size_t n = p && p != NOT_A_STRING ? strcspn(p, "\"\\") : 0;
+    if (!n || n > 16 || p[n] != '"') p = SUPPORTED_LATEST, n = strlen(SUPPORTED_LATEST);
+    printf("{\"cniVersion\": \"%.*s\", \"supportedVersions\": [%s]}\n", (int)n, p, SUPPORTED_VERSIONS);
+    return 0;
 }
 
 int main(int argc, char **argv) {
@@ -81,9 +118,12 @@ int main(int argc, char **argv) {
     if (!conf) fail(DEFAULT_SOCKET, "out of memory");
     while (len < MAX_STDIN && ((n = read(0, conf + len, MAX_STDIN - len)) > 0 || (n < 0 && errno == EINTR)))
         if (n > 0) len += (size_t)n;
+    conf[len] = '\0';
 
+    const char *command = getenv("CNI_COMMAND");
+    if (command && strcmp(command, "VERSION") == 0) return version(conf);
     const char *path = getenv("CALYX_CNI_SOCKET");
-    if (!path || !*path) path = configured_socket(conf, len);
+    if (!path || !*path) path = configured_socket(conf);
     if (!path) path = DEFAULT_SOCKET;
     struct sockaddr_un addr = {.sun_family = AF_UNIX};
     if (strlen(path) >= sizeof(addr.sun_path)) fail(path, "the socket path is too long");

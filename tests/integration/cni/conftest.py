@@ -59,16 +59,22 @@ def cni_socket(lab: Lab, node: str) -> Path:
     return lab.dir / node / "cni.sock"
 
 
-def start_cni_server(lab: Lab, node: str) -> Daemon:
+def start_cni_server(lab: Lab, node: str, mount_namespace_of: int | None = None, log_level: str = "debug") -> Daemon:
     """calyx-cni-server in the node's namespace on the node's own socket; from now on run_plugin
-    on that node runs the C client, which reaches it (CALYX_CNI_SOCKET). Stopped by
-    stop_cni_server (or with the lab's other daemons)."""
+    on that node runs the C client, which reaches it (CALYX_CNI_SOCKET). mount_namespace_of: a
+    pid whose mount namespace it joins, where a runtime keeps its netns mounts (as calyx-node
+    mounts the host's /var/run/netns). Stopped by stop_cni_server (or with the lab's daemons)."""
     socket_path = cni_socket(lab, node)
     socket_path.parent.mkdir(parents=True, exist_ok=True)
+    netns_name = lab.nodes[node].netns
+    if mount_namespace_of is None:
+        enter = ["ip", "netns", "exec", netns_name]
+    else:
+        enter = ["nsenter", f"--mount=/proc/{mount_namespace_of}/ns/mnt", f"--net=/var/run/netns/{netns_name}"]
     server = str(Path(sys.executable).with_name("calyx-cni-server"))
     log_file = str(lab.dir / node / "cni-server.log")
-    cmd = ["ip", "netns", "exec", lab.nodes[node].netns, server, "--socket", str(socket_path), "--log-file", log_file]
-    daemon = lab._daemon(f"cni-server-{node}", [*cmd, "--log-level", "DEBUG"])
+    cmd = [*enter, server, "--socket", str(socket_path), "--log-file", log_file, "--log-level", log_level]
+    daemon = lab._daemon(f"cni-server-{node}", cmd)
     wait_for(lambda: socket_path.is_socket() or not daemon.running(), timeout=20, what=f"calyx-cni-server on {node}")
     assert daemon.running(), f"calyx-cni-server on {node} exited: {daemon.log_tail()}"
     plugin_dir(lab, client=True)
@@ -139,8 +145,8 @@ def run_plugin(
         "CNI_ARGS": args,
         "CNI_PATH": cni_path(lab, client),
     }
-    if socket_path is not None:
-        env["CALYX_CNI_SOCKET"] = str(socket_path)
+    if socket_path is not None and "cni_socket" not in conf:
+        env["CALYX_CNI_SOCKET"] = str(socket_path)  # else the client reads the configuration's
     if plugin in PROGRAMS:
         executable = str(plugin_dir(lab, client) / plugin)
     else:

@@ -18,6 +18,7 @@ from policy.model.resources import WorkloadEndpoint
 from tests.integration.cni.conftest import (
     NETWORK,
     cni_path,
+    cni_socket,
     cx_links,
     ipam_check,
     netconf,
@@ -217,3 +218,20 @@ def test_with_calyx_cni_server_down_the_client_says_what_to_do(cni_lab):
         assert failure.output["msg"] == f"is calyx-node running on this node? cannot reach {socket_path}: {reason}"
     assert len(cx_links(lab, "node1")) == 1, "the refused ADDs made nothing (one veth: the ADD while it was up)"
     assert [e.spec.containerID for e in lab.store.list_kind(WorkloadEndpoint)[0]] == ["up"]
+
+
+def test_the_client_finds_the_server_named_in_the_network_configuration(cni_lab):
+    """cni_socket in the conflist and no CALYX_CNI_SOCKET: what a runtime's own cleanup sees."""
+    lab = cni_lab
+    server = start_cni_server(lab, "node1")
+    try:
+        conf = netconf(lab, "node1", cni_socket=str(cni_socket(lab, "node1")))
+        sandbox, result = add(lab, "named", conf)
+        assert workload_addresses(sandbox) == {ip["address"] for ip in result["ips"]}
+        assert run_plugin(lab, "node1", "DEL", conf, "named", sandbox).ok
+        elsewhere = netconf(lab, "node1", cni_socket=str(lab.dir / "elsewhere.sock"))
+        refused = run_plugin(lab, "node1", "ADD", elsewhere, "elsewhere", new_sandbox(lab, "elsewhere"))
+        assert refused.output["code"] == 11 and str(lab.dir / "elsewhere.sock") in refused.output["msg"]
+    finally:
+        stop_cni_server(lab, "node1", server)
+    assert "calyx-cni ADD named eth0: exit 0" in (lab.dir / "node1" / "cni-server.log").read_text()

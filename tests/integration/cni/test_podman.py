@@ -4,7 +4,10 @@ Calyx addresses, reach each other over BGP-learned routes, and are removed clean
 Each node's podman has its own --root/--runroot/--tmpdir/--network-config-dir under the lab
 directory, runs in the node's namespace (nsenter --net; `ip netns exec` would remount /sys
 and hide the cgroup mounts), and in a private mount namespace whose /var/lib is an overlay
-into the lab directory, so libcni's result cache (/var/lib/cni) never touches the host."""
+into the lab directory, so libcni's result cache (/var/lib/cni) never touches the host.
+node1's plugins are the static C client of a calyx-cni-server running in that mount namespace
+(where podman's netns mounts are, as calyx-node mounts the host's /var/run/netns), found by
+`cni_socket` in the conflist; node2's are the Python executables."""
 
 import json
 import shutil
@@ -15,7 +18,16 @@ from pathlib import Path
 import pytest
 
 from policy.model.resources import WorkloadEndpoint
-from tests.integration.cni.conftest import NETWORK, REFERENCE_PLUGINS, cx_links, ipam_check, netconf, plugin_dir
+from tests.integration.cni.conftest import (
+    NETWORK,
+    REFERENCE_PLUGINS,
+    cni_socket,
+    cx_links,
+    ipam_check,
+    netconf,
+    plugin_dir,
+    start_cni_server,
+)
 from tests.lab.bgp_lab import BgpLab
 from tests.lab.processes import wait_for
 
@@ -44,7 +56,7 @@ def busybox_rootfs(lab) -> str:
 class Podman:
     """One node's podman: its own state directories, the node's network namespace."""
 
-    def __init__(self, lab, node: str):
+    def __init__(self, lab, node: str, client: bool = False):
         self.lab, self.node = lab, node
         self.dir = lab.dir / node / "podman"
         for sub in ("root", "tmp", "net", "upper", "work"):
@@ -54,9 +66,9 @@ class Podman:
         # `podman container cleanup`, which conmon starts when a container ends (and which does
         # the DEL), reads it too: conmon does not pass CONTAINERS_CONF on.
         (self.dir / "containers.conf").write_text(
-            f'[network]\nnetwork_backend = "cni"\ncni_plugin_dirs = ["{plugin_dir(lab)}", "{REFERENCE_PLUGINS}"]\n'
+            f'[network]\nnetwork_backend = "cni"\ncni_plugin_dirs = ["{plugin_dir(lab, client)}", "{REFERENCE_PLUGINS}"]\n'
         )
-        conf = netconf(lab, node)
+        conf = netconf(lab, node, **({"cni_socket": str(cni_socket(lab, node))} if client else {}))
         plugin = {k: v for k, v in conf.items() if k not in ("cniVersion", "name")}
         conflist = {"cniVersion": "1.0.0", "name": NETWORK, "plugins": [plugin]}
         (self.dir / "net" / f"{NETWORK}.conflist").write_text(json.dumps(conflist))
@@ -74,6 +86,8 @@ class Podman:
             f"podman-mounts-{node}", ["unshare", "--mount", "--propagation", "private", "sh", "-c", script]
         )
         wait_for(lambda: (d / "ready").exists(), timeout=10, what=f"{node}'s podman mount namespace")
+        if client:
+            start_cni_server(lab, node, mount_namespace_of=self.holder.pid)
 
     def __call__(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
         d = self.dir
@@ -129,15 +143,16 @@ def bgp_pair():
     finally:
         print(lab.logs())
         for node in lab.nodes:
-            log = lab.dir / node / "cni.log"
-            print(log.read_text() if log.exists() else f"(no cni log on {node})")
+            for name in ("cni.log", "cni-server.log"):
+                log = lab.dir / node / name
+                print(f"--- {node} {name} ---\n{log.read_text() if log.exists() else '(none)'}")
         lab.destroy()
 
 
 def test_podman_containers_on_two_nodes_reach_each_other_over_bgp(bgp_pair):
     lab = bgp_pair
     rootfs = busybox_rootfs(lab)
-    podmen = {node: Podman(lab, node) for node in lab.nodes}
+    podmen = {node: Podman(lab, node, client=node == "node1") for node in lab.nodes}
     try:
         podmen["node1"].run("one", rootfs)
         podmen["node2"].run("two", rootfs)
@@ -164,3 +179,5 @@ def test_podman_containers_on_two_nodes_reach_each_other_over_bgp(bgp_pair):
     assert lab.store.list_kind(WorkloadEndpoint)[0] == []
     code, report = ipam_check(lab)
     assert code == 0, report
+    served = (lab.dir / "node1" / "cni-server.log").read_text()
+    assert "calyx-cni ADD" in served and "calyx-cni DEL" in served, "node1's podman went through the server"

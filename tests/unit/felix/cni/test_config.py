@@ -5,7 +5,13 @@ import json
 
 import pytest
 
-from felix.cni.config import DEFAULT_FELIX_HEALTH_URL, DEFAULT_NODENAME_FILE, parse_netconf, read_version
+from felix.cni.config import (
+    DEFAULT_FELIX_HEALTH_URL,
+    DEFAULT_NODENAME_FILE,
+    DEFAULT_SOCKET,
+    parse_netconf,
+    read_version,
+)
 from felix.cni.protocol import DECODING_FAILURE, INVALID_CONFIG, CniError
 
 BASE = {"cniVersion": "1.0.0", "name": "k8s-pod-network", "type": "calyx-cni", "ipam": {"type": "calyx-ipam"}}
@@ -28,6 +34,8 @@ def test_defaults():
     assert conf.mtu == 1500 and conf.log_level == "INFO" and conf.felix_health_url == DEFAULT_FELIX_HEALTH_URL
     assert conf.policy_setup_timeout_seconds == 30 and conf.namespace == "default" and not conf.kubernetes_mode
     assert conf.ipam.assign_ipv4 is None and conf.ipam.assign_ipv6 is None
+    assert conf.cni_socket == DEFAULT_SOCKET == "/run/calyx/cni.sock"
+    assert parse(cni_socket="/var/run/calyx/node1.sock").cni_socket == "/var/run/calyx/node1.sock"
 
 
 def test_a_calico_conflist_entry_converts_by_changing_its_type():
@@ -93,6 +101,10 @@ def test_runtime_fields_are_read():
         ({"dns": {"nameservers": ["dns.example"]}}, "dns: "),
         ({"policy_setup_timeout_seconds": 0}, "policy_setup_timeout_seconds: Input should be greater than 0"),
         ({"name": None}, "name: Input should be a valid string"),
+        ({"cni_socket": "run/cni.sock"}, "cni_socket: must be an absolute path"),
+        ({"cni_socket": "/" + "x" * 107}, "cni_socket: is 108 bytes; a unix socket path holds at most 107"),
+        ({"cni_socket": '/run/"cni".sock'}, "cni_socket: must not contain quotes or backslashes"),
+        ({"cni_socket": 5}, "cni_socket: Input should be a valid string"),
     ],
 )
 def test_a_bad_field_is_code_7_naming_it(fields, message):

@@ -10,11 +10,12 @@ import threading
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from felix.cni.ipam import CalyxIpam
 from felix.cni.plugin import CniPlugin, Services
-from felix.cni.protocol import CniError
-from felix.cni.server import CniServer, serve
+from felix.cni.protocol import SUPPORTED_VERSIONS, CniError, version_result
+from felix.cni.server import CniServer, cli, probe, serve
 from felix.cni.wire import encode_request, read_answer
 from tests.unit.felix.cni.conftest import Harness
 
@@ -174,3 +175,44 @@ def test_the_c_client_without_a_server_says_what_to_check(tmp_path, client):
     error = json.loads(done.stdout)
     assert done.returncode == 1 and error["code"] == 11
     assert error["msg"] == f"is calyx-node running on this node? cannot reach {missing}: No such file or directory"
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("run/cni.sock", "must be an absolute path"),
+        ("/" + "x" * 107, "is too long for a unix socket path"),
+        ('/run/\\"x\\".sock', "must not contain quotes or backslashes"),
+        (5, "must be a string"),
+    ],
+)
+def test_the_c_client_refuses_a_bad_cni_socket_as_the_server_would(tmp_path, client, value, message):
+    conf = {"cniVersion": "1.0.0", "name": "n", "type": "calyx-cni", "cni_socket": value}
+    done = subprocess.run([client], input=json.dumps(conf).encode(), env={"CNI_COMMAND": "ADD"}, capture_output=True)
+    error = json.loads(done.stdout)
+    assert done.returncode == 1 and error["code"] == 7
+    assert error["msg"].startswith("invalid network configuration: cni_socket: ") and message in error["msg"]
+
+
+@pytest.mark.parametrize("stdin", [b'{"cniVersion": "0.4.0"}', b'{"cniVersion": "1.0.0", "name": "n"}', b""])
+def test_the_c_client_answers_version_itself_as_the_plugin_does(tmp_path, client, stdin):
+    """No server needed: a runtime loading the conflist before calyx-node runs sees the versions."""
+    env = {"CALYX_CNI_SOCKET": str(tmp_path / "none.sock"), "CNI_COMMAND": "VERSION"}
+    done = subprocess.run([client], input=stdin, env=env, capture_output=True, timeout=20)
+    expected = version_result(json.loads(stdin)["cniVersion"] if stdin else SUPPORTED_VERSIONS[-1])
+    assert (done.returncode, json.loads(done.stdout)) == (0, expected)
+
+
+def test_the_probe_asks_the_server_for_version(served, tmp_path):
+    path, _, _ = served
+    assert probe(path, 5.0) is None
+    missing = str(tmp_path / "none.sock")
+    assert probe(missing, 5.0) == f"no answer on {missing}: [Errno 2] No such file or directory"
+
+
+def test_the_command_line_refuses_bad_settings_and_probes():
+    runner = CliRunner()
+    bad = runner.invoke(cli, ["--max-requests", "0"])
+    assert bad.exit_code == 2 and "--max-requests" in bad.output
+    down = runner.invoke(cli, ["--check", "--socket", "/nonexistent/cni.sock"])
+    assert down.exit_code == 1 and "no answer on /nonexistent/cni.sock" in down.output
