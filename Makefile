@@ -72,9 +72,9 @@ manifests: setup
 	$(PY) manifests/generate.py
 
 # The node image, without a registry: a Debian 12 root filesystem from Debian's packages
-# (mmdebstrap) with Calyx's wheel, added to an empty image by podman.
+# (mmdebstrap) with Calyx's wheel and the static CNI client, added to an empty image by podman.
 IMAGE ?= localhost/calyx:0.1.0
-image: setup
+image: setup cni-client
 	PYTHON=$(abspath $(PY)) packaging/image/build-rootfs.sh build/image
 	podman build -q -t $(IMAGE) -f build/image/Containerfile build/image
 	@size=$$(podman image inspect $(IMAGE) --format '{{.Size}}'); echo "image $(IMAGE): $$size bytes ($$(numfmt --to=si $$size)B)"

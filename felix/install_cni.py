@@ -11,7 +11,6 @@ import base64
 import json
 import os
 import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -177,17 +176,20 @@ def uninstall(paths: HostPaths, plugin_names: list[str]) -> None:
         raise InstallError(f"cannot remove {paths.tls_dir}: {exc.strerror or exc}") from None
 
 
-def _plugin_sources(names: list[str]) -> dict[str, bytes]:
-    """Each plugin's bytes, found on PATH."""
+def _plugin_sources(names: list[str], source_dir: Path) -> dict[str, bytes]:
+    """Each plugin's bytes, from source_dir: the static C client (one file, no interpreter), never
+    the image's Python entry points, whose interpreter the host does not have."""
     sources = {}
     for name in names:
-        found = shutil.which(name)
-        if found is None:
-            raise InstallError(f"CNI plugin {name} is not on PATH ({os.environ.get('PATH', '')})")
+        found = source_dir / name
         try:
-            sources[name] = Path(found).read_bytes()
+            sources[name] = found.read_bytes()
+        except FileNotFoundError:
+            raise InstallError(f"CNI plugin {name} is not in {source_dir} (make cni-client builds it)") from None
         except OSError as exc:
             raise InstallError(f"cannot read plugin {found}: {exc.strerror or exc}") from None
+        if sources[name].startswith(b"#!"):
+            raise InstallError(f"{found} is a script: the host may not have its interpreter; install the C client")
     return sources
 
 
@@ -273,7 +275,15 @@ _FILE = click.Path(exists=True, dir_okay=False, readable=True, path_type=Path)
     envvar="CALYX_CNI_PLUGINS",
     default="calyx-cni,calyx-ipam",
     show_default=True,
-    help="Comma-separated executables (found on PATH) to copy into --cni-bin-dir.",
+    help="Comma-separated executables to copy from --plugin-source-dir into --cni-bin-dir.",
+)
+@setting(
+    "--plugin-source-dir",
+    envvar="CALYX_CNI_PLUGIN_SOURCE_DIR",
+    type=_DIR,
+    default=Path("/opt/calyx/cni-client"),
+    show_default=True,
+    help="Where the plugins are: the image's static C client of calyx-cni-server.",
 )
 @setting(
     "--mtu",
@@ -367,7 +377,7 @@ def cli(**options):
         for directory in (paths.bin_dir, paths.net_dir):
             if not directory.is_dir():
                 raise InstallError(f"{directory} does not exist (mount the host's CNI directories there)")
-        plugins = _plugin_sources(names)
+        plugins = _plugin_sources(names, options["plugin_source_dir"])
         tls = tls_sources({key: options[key] for key in TLS_FILES if options[key]})
         kubeconfig = read_kubeconfig(
             options["service_account_dir"], options["kubernetes_service_host"], options["kubernetes_service_port"]

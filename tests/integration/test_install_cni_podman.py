@@ -1,7 +1,8 @@
 """The conflist calyx-install-cni renders from the manifests' ConfigMap, loaded by a real CNI
 loader: podman's (libcni), which checks the JSON, finds every plugin in the plugin directory
-and asks each for the CNI versions it speaks. Runs inside the controller namespace the
-integration conftest entered; every directory is temporary."""
+and asks each for the CNI versions it speaks (the installed C client answers VERSION without a
+server). Runs inside the controller namespace the integration conftest entered; every
+directory is temporary."""
 
 import os
 import shutil
@@ -16,6 +17,7 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(os.environ.get("VIRTUAL_ENV", ROOT / ".venv")) / "bin"
+CLIENT = ROOT / "build" / "cni-client"  # what install-cni copies: the static client of calyx-cni-server
 
 
 def cni_template() -> str:
@@ -45,7 +47,7 @@ def podman_state():
 @pytest.mark.skipif(not shutil.which("podman"), reason="podman is not installed (apt-get install -y podman)")
 def test_podman_loads_the_installed_conflist(tmp_path, podman_state):
     for plugin in ("calyx-cni", "calyx-ipam"):
-        assert (BIN / plugin).exists(), f"{plugin} is not an installed command yet (felix/cni/, pyproject.toml)"
+        assert (CLIENT / plugin).exists(), f"{CLIENT / plugin} is missing: run `make cni-client`"
     bin_dir, net_dir = tmp_path / "opt-cni-bin", tmp_path / "etc-cni-net.d"
     bin_dir.mkdir()
     net_dir.mkdir()
@@ -53,6 +55,7 @@ def test_podman_loads_the_installed_conflist(tmp_path, podman_state):
         "PATH": f"{BIN}:/usr/sbin:/usr/bin:/sbin:/bin",
         "CALYX_CNI_BIN_DIR": str(bin_dir),
         "CALYX_CNI_NET_DIR": str(net_dir),
+        "CALYX_CNI_PLUGIN_SOURCE_DIR": str(CLIENT),
         "CALYX_SERVICE_ACCOUNT_DIR": str(tmp_path / "no-service-account"),
         "CALYX_CNI_NETWORK_CONFIG": cni_template(),
         "ETCD_ENDPOINTS": "http://10.0.0.5:2379",

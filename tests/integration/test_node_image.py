@@ -9,6 +9,7 @@ import shlex
 import shutil
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -61,6 +62,14 @@ def test_the_cni_plugins_nft_and_the_nftables_bindings_are_there(image_root):
     assert done.stdout.split()[:2] == ["/opt/calyx/bin/calyx-cni", "/opt/calyx/bin/calyx-ipam"]
 
 
+def test_the_host_plugins_are_the_static_client_and_the_server_is_there(image_root):
+    root, _ = image_root
+    for plugin in ("calyx-cni", "calyx-ipam"):
+        assert (Path(root) / "opt/calyx/cni-client" / plugin).read_bytes()[:4] == b"\x7fELF"
+    done = in_image(image_root, "chroot ROOT IMAGE_ENV calyx-cni-server --help")
+    assert done.returncode == 0 and "--socket" in done.stdout, done.stderr
+
+
 def test_install_cni_into_a_temporary_host(image_root, tmp_path):
     bin_dir, net_dir = tmp_path / "bin", tmp_path / "net.d"
     bin_dir.mkdir()
@@ -74,6 +83,10 @@ def test_install_cni_into_a_temporary_host(image_root, tmp_path):
                     "--node-name node-1 --service-account-dir /nonexistent")  # fmt: skip
     assert done.returncode == 0, done.stderr + done.stdout
     assert sorted(p.name for p in bin_dir.iterdir()) == ["calyx-cni", "calyx-ipam"]
+    # The installed plugin runs on the host, outside the image (no Python): VERSION needs no server.
+    version = subprocess.run([bin_dir / "calyx-cni"], input=b'{"cniVersion": "1.0.0"}', env={"CNI_COMMAND": "VERSION"},
+                             capture_output=True, timeout=20)  # fmt: skip
+    assert json.loads(version.stdout)["supportedVersions"] == ["0.3.1", "0.4.0", "1.0.0", "1.1.0"], version
     conflist = net_dir / "10-calyx.conflist"
     assert json.loads(conflist.read_text())["plugins"][0] == {"type": "calyx-cni", "nodename": "node-1", "mtu": 1500}
     assert conflist.stat().st_mode & 0o777 == 0o600

@@ -37,17 +37,19 @@ TEMPLATE = json.dumps(
 
 @pytest.fixture
 def host(tmp_path: Path) -> dict:
-    """A fake host (its CNI directories), the plugins on a PATH, and a mounted service account."""
+    """A fake host (its CNI directories), the plugins in a source directory (as the image's C
+    client), and a mounted service account."""
     bin_dir, net_dir, tools, account = (tmp_path / d for d in ("opt-cni-bin", "etc-cni-net.d", "tools", "sa"))
     for directory in (bin_dir, net_dir, tools, account):
         directory.mkdir()
     for name in ("calyx-cni", "calyx-ipam"):
-        (tools / name).write_text(f"#!/bin/sh\necho {name}\n")
+        (tools / name).write_bytes(b"\x7fELF a static " + name.encode())
         (tools / name).chmod(0o755)
     (account / "token").write_text("the-token\n")
     (account / "ca.crt").write_bytes(b"-----CA-----\n")
     env = {
-        "PATH": f"{tools}:/usr/bin:/bin",
+        "PATH": "/usr/bin:/bin",
+        "CALYX_CNI_PLUGIN_SOURCE_DIR": str(tools),
         "CALYX_CNI_BIN_DIR": str(bin_dir),
         "CALYX_CNI_NET_DIR": str(net_dir),
         "CALYX_SERVICE_ACCOUNT_DIR": str(account),
@@ -164,7 +166,7 @@ def test_outside_a_pod_there_is_no_kubeconfig(host):
         ({"CALYX_CNI_NETWORK_CONFIG": "{not json"}, "network config: not JSON: line 1 column 2"),
         ({"CALYX_CNI_NETWORK_CONFIG": TEMPLATE.replace("__NODENAME__", "__NODE__")}, "unknown placeholder __NODE__"),
         ({"CALYX_CNI_NETWORK_CONFIG": '{"name": "x", "plugins": []}'}, "not a conflist"),
-        ({"CALYX_CNI_PLUGINS": "calyx-cni,calyx-missing"}, "CNI plugin calyx-missing is not on PATH"),
+        ({"CALYX_CNI_PLUGINS": "calyx-cni,calyx-missing"}, "CNI plugin calyx-missing is not in "),
         ({"KUBERNETES_SERVICE_HOST": ""}, "KUBERNETES_SERVICE_HOST is not set"),
     ],
 )
@@ -173,6 +175,13 @@ def test_bad_input_is_named_and_writes_nothing(host, env, message):
     assert result.exit_code == 1
     assert message in result.output
     assert "Traceback" not in result.output
+    assert listing(host["bin"]) == listing(host["net"]) == []
+
+
+def test_a_python_entry_point_is_not_copied_to_a_host_without_python(host):
+    (host["tools"] / "calyx-cni").write_text("#!/opt/calyx/bin/python\nfrom felix.cni.main import cni_main\n")
+    result = run(host)
+    assert result.exit_code == 1 and "calyx-cni is a script: the host may not have its interpreter" in result.output
     assert listing(host["bin"]) == listing(host["net"]) == []
 
 

@@ -134,7 +134,7 @@ def _effective(container: dict, command: click.Command, flag: str) -> str:
 def test_probes_reach_where_the_daemon_listens(where, container):
     """On a hostNetwork pod the kubelet probes the node IP unless the probe names a host: a daemon
     on 127.0.0.1 needs `host: 127.0.0.1`; one without a host must listen on every address."""
-    probes = [container[p]["httpGet"] for p in ("livenessProbe", "readinessProbe") if p in container]
+    probes = [container[p]["httpGet"] for p in ("livenessProbe", "readinessProbe") if "httpGet" in container.get(p, {})]
     if "initContainers" in where or not probes:
         return
     command = click_command(container["command"][0])
@@ -177,8 +177,25 @@ def test_the_node_pod_gets_the_privileges_it_justifies_and_no_more():
         "add": ["NET_ADMIN", "NET_BIND_SERVICE"],
     }
     assert by_name["install-cni"]["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert by_name["cni-server"]["securityContext"] == {"privileged": True}
     host_paths = sorted(v["hostPath"]["path"] for v in spec["volumes"] if "hostPath" in v)
-    assert host_paths == ["/etc/cni/net.d", "/opt/cni/bin", "/run/calyx"]
+    assert host_paths == ["/etc/cni/net.d", "/opt/cni/bin", "/run/calyx", "/var/log/calyx/cni", "/var/run/netns"]
+
+
+def test_the_cni_server_sees_the_runtime_namespaces_and_answers_on_the_conflist_socket():
+    """The host's C client finds the server by the conflist's cni_socket; the server opens each
+    pod's CNI_NETNS, which the runtime mounts after the pod started (HostToContainer)."""
+    spec = find("DaemonSet", "calyx-node")["spec"]["template"]["spec"]
+    (server,) = [c for c in spec["containers"] if c["name"] == "cni-server"]
+    mounts = {m["name"]: m for m in server["volumeMounts"]}
+    assert mounts["netns"]["mountPath"] == "/var/run/netns" and mounts["netns"]["mountPropagation"] == "HostToContainer"
+    assert mounts["cni-net-dir"] == {"name": "cni-net-dir", "mountPath": "/etc/cni/net.d", "readOnly": True}
+    socket_dir = {v["name"]: v for v in spec["volumes"]}[mounts["run-calyx"]["name"]]["hostPath"]["path"]
+    assert mounts["run-calyx"]["mountPath"] == socket_dir == "/run/calyx"
+    (socket_env,) = [e["value"] for e in server["env"] if e["name"] == "CALYX_CNI_SOCKET"]
+    assert rendered_conflist()["plugins"][0]["cni_socket"] == socket_env == "/run/calyx/cni.sock"
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert server[probe]["exec"]["command"] == ["calyx-cni-server", "--check"]
 
 
 def rendered_conflist() -> dict:
