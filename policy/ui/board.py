@@ -16,10 +16,11 @@ import click
 
 from policy.ctl import flows as flow_log
 from policy.ctl.errors import run_datastore
-from policy.ctl.explain import State, read_state
-from policy.ctl.reachability import COLOURS, MEANING, Matrix, compute, short
+from policy.ctl.explain import read_state
+from policy.ctl.reachability import COLOURS, MEANING, Matrix, chosen_peers, compute, short
 from policy.datastore.keys import resources_root
 from policy.datastore.store import ResourceStore
+from policy.evaluate.evaluator import Evaluator
 from policy.model.resources import Node, WorkloadEndpoint
 
 FLOWS_KEPT = 1000  # merged flow records held for the page
@@ -38,9 +39,9 @@ class Question:
     ipv6: bool = False
     max_checks: int = 2_000_000
 
-    def matrix(self, state: State) -> Matrix:
+    def matrix(self, model: Evaluator) -> Matrix:
         return compute(
-            state.evaluator(),
+            model,
             self.namespace,
             self.selector,
             self.port,
@@ -49,6 +50,13 @@ class Question:
             self.ipv6,
             self.max_checks,
         )
+
+    def endpoints(self, model: Evaluator) -> set[str] | None:
+        """With -n or -l, the endpoints (namespace/name) the matrix holds; None: every one."""
+        if not self.namespace and not self.selector:
+            return None
+        peers = chosen_peers(model, 6 if self.ipv6 else 4, self.namespace, self.selector, False)
+        return {short(peer.description) for peer in peers}
 
 
 class Board:
@@ -88,22 +96,26 @@ class Board:
             stop.wait(interval)
 
     def refresh(self) -> None:
-        """Re-read etcd's state and recompute the matrix when the resource tree changed."""
+        """Re-read etcd's state when the resource tree changed: the names and nodes the flows
+        need, then the matrix (whose failure leaves the flows going)."""
         try:
             seen = run_datastore(lambda: self.store.kv.prefix_state(resources_root(self.store.prefix)))
             if seen == self._seen:
                 return
             state = read_state(self.store)
-            matrix = self.question.matrix(state)
         except click.ClickException as exc:
-            error = exc.format_message()
-            if error != self._matrix["error"]:
-                click.echo(f"warning: the matrix is not current: {error}", err=True)
-            with self._lock:
-                self._matrix = {**self._matrix, "error": error}
-            return
-        endpoints = [r for r in state.resources if isinstance(r, WorkloadEndpoint)]
-        shown = {short(name) for name in matrix.names if name.startswith("WorkloadEndpoint ")}
+            return self._not_current(exc)
+        model = state.evaluator()
+        with self._lock:
+            self._seen = seen
+            self.names = flow_log.endpoint_names(r for r in state.resources if isinstance(r, WorkloadEndpoint))
+            self.shown = self.question.endpoints(model)
+            if not self.fixed:
+                self.sources = self._node_sources([r for r in state.resources if isinstance(r, Node)])
+        try:
+            matrix = self.question.matrix(model)
+        except click.ClickException as exc:
+            return self._not_current(exc)
         answer = {
             "what": matrix.what,
             "names": [short(name) for name in matrix.names],
@@ -113,11 +125,14 @@ class Board:
             "error": None,
         }
         with self._lock:
-            self._seen, self._matrix = seen, answer
-            self.names = flow_log.endpoint_names(endpoints)
-            self.shown = shown if self.question.namespace or self.question.selector else None
-            if not self.fixed:
-                self.sources = self._node_sources([r for r in state.resources if isinstance(r, Node)])
+            self._matrix = answer
+
+    def _not_current(self, exc: click.ClickException) -> None:
+        error = exc.format_message()
+        if error != self._matrix["error"]:
+            click.echo(f"warning: the matrix is not current: {error}", err=True)
+        with self._lock:
+            self._matrix = {**self._matrix, "error": error}
 
     def _node_sources(self, nodes: list[Node]) -> list[flow_log.Source]:
         """A Source per Node with an address; a node already polled keeps its place in the log."""

@@ -1,6 +1,8 @@
 """calyx-ui's JSON endpoints over FakeKV and a fake felix: no network, no browser."""
 
 import json
+import threading
+import time
 import urllib.error
 
 import pytest
@@ -248,3 +250,37 @@ def test_listen_option():
         assert result.exit_code == 2 and "is not ADDRESS:PORT" in result.output
     result = CliRunner().invoke(cli, ["-l", "pod =="])
     assert result.exit_code == 2 and "-l" in result.output
+
+
+def test_a_matrix_over_its_budget_leaves_the_flows_going(kv):
+    felix = FakeFelix()
+    felix.records["http://198.18.2.2:9099"] = [denied(1, "198.19.2.2", "198.19.2.1")]
+    felix.records["http://198.18.1.2:9099"] = []
+    b = board(kv, felix, max_checks=1)
+    b.refresh()
+    b.poll()
+    assert "more than --max-checks 1" in get(b, "/api/reachability")[2]["error"]
+    assert get(b, "/api/flows")[2]["flows"][0]["destinationEndpoint"] == "x/b"
+
+
+def test_the_thread_polls_until_stopped(kv):
+    felix = FakeFelix()
+    felix.records["http://198.18.2.2:9099"] = [denied(1, "198.19.2.2", "198.19.2.1")]
+    felix.records["http://198.18.1.2:9099"] = []
+    b = board(kv, felix)
+    stop = threading.Event()
+    thread = threading.Thread(target=b.run, args=(stop, 0.01, 0.05))
+    thread.start()
+    try:
+        deadline = time.monotonic() + 5
+        while not get(b, "/api/flows")[2]["flows"] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        felix.records["http://198.18.2.2:9099"].append(denied(2, "198.19.1.1", "198.19.2.1"))
+        while len(get(b, "/api/flows")[2]["flows"]) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+    assert not thread.is_alive()
+    assert [f["sourceEndpoint"] for f in get(b, "/api/flows")[2]["flows"]] == ["y/c", "x/a"]
+    assert get(b, "/api/reachability")[2]["names"] == ["x/a", "x/b", "y/c"]
