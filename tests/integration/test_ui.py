@@ -155,14 +155,12 @@ def chromium(ns: str, profile: Path, *args: str, timeout: float = 120) -> str:
     )
     try:
         out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)  # its own session: chromium and its helpers, nothing else
-        proc.communicate(timeout=10)
-        raise
-    finally:
-        if proc.poll() is None:
+    finally:  # its own session (group id = its pid): chromium and any helper left, nothing else
+        try:
             os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+        except ProcessLookupError:
+            pass
+        proc.wait(timeout=10)
     assert proc.returncode == 0, f"chromium failed ({proc.returncode}): {err[-2000:]}"
     return out
 
