@@ -27,6 +27,9 @@ class ServeError(Exception):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's default backlog is 5: 20 CNI ADDs polling /readyz at once overflowed it, and
+    # each dropped SYN cost its ADD a 1 s retransmit (tests/bench/bench_cni.py).
+    request_queue_size = 128
 
 
 class _Server6(_Server):

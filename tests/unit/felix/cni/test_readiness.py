@@ -49,3 +49,19 @@ def test_felix_that_does_not_answer_or_is_not_felix():
     with pytest.raises(CniError) as caught:
         felix_status("http://127.0.0.1:9099", lambda url: {"status": "ok"})
     assert "is not felix's status" in caught.value.msg
+
+
+def test_polls_back_off_to_at_most_ten_milliseconds():
+    """A programmed revision is seen within 10 ms of felix reporting it, however long felix takes."""
+    clock, sleeps = Clock(), []
+
+    def sleep(seconds):
+        sleeps.append(seconds)
+        clock.sleep(seconds)
+
+    def fetch(url):
+        return {"programmedRevision": 10 if clock.now >= 0.2 else 9}
+
+    waited = wait_programmed("http://f", 10, 1.0, fetch=fetch, clock=clock, sleep=sleep)
+    assert sleeps[:4] == [0.002, 0.004, 0.008, 0.01] and max(sleeps) == 0.01
+    assert 0.2 <= waited < 0.21
