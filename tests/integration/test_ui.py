@@ -1,8 +1,8 @@
 """calyx-ui in a real browser: calyx-ui and headless chromium run in a namespace of their own
 (on its loopback, calyx-ui's default --listen), calyx-ui reads the lab's real etcd and polls a
-fake felix (an HTTP server in this test) that reports denied flows; chromium's DOM after the
-script ran must show policyctl's matrix and the flows, and its screenshot is kept
-(build/test-artifacts/ui.png)."""
+fake felix (an HTTP server in this test) that reports denied flows, the second one only after
+the page had its first answer; chromium's DOM after the script ran must show policyctl's matrix
+and both flows (so the page kept polling), and its screenshot is kept (build/test-artifacts/ui.png)."""
 
 import json
 import os
@@ -81,17 +81,22 @@ FLOWS = [
 
 
 class FakeFelix(ThreadingHTTPServer):
-    """felix's /flows, answering `since` as felix does."""
+    """felix's /flows, answering `since` as felix does: the first flow, and every one once
+    `released` is set."""
 
     daemon_threads = True
 
     def __init__(self, address: str):
+        self.released = threading.Event()
+        logged = lambda: FLOWS if self.released.is_set() else FLOWS[:1]  # noqa: E731
+
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):
                 since = int(self.path.partition("since=")[2] or 0)
-                after = [r for r in FLOWS if r["seq"] > since]
+                records = logged()
+                after = [r for r in records if r["seq"] > since]
                 body = json.dumps(
-                    {"node": "node1", "started": 1764806000.0, "last": FLOWS[-1]["seq"],
+                    {"node": "node1", "started": 1764806000.0, "last": records[-1]["seq"],
                      "next": after[-1]["seq"] if after else since, "flows": after}
                 ).encode()  # fmt: skip
                 self.send_response(200)
@@ -144,16 +149,18 @@ class Rendered(HTMLParser):
             self._row = None
 
 
-def chromium(ns: str, profile: Path, *args: str, timeout: float = 120) -> str:
-    """Headless chromium in ns, talking to nothing but that namespace; killed by pid when late."""
+def chromium(ns: str, profile: Path, *args: str, timeout: float = 120, meanwhile=lambda: None) -> str:
+    """Headless chromium in ns, talking to nothing but that namespace, `meanwhile` called while
+    it runs; killed by its group id however it ends."""
     command = ["ip", "netns", "exec", ns, "chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-               "--disable-dev-shm-usage", f"--user-data-dir={profile}", "--virtual-time-budget=8000", *args]  # fmt: skip
+               "--disable-dev-shm-usage", f"--user-data-dir={profile}", *args]  # fmt: skip
     env = {**os.environ, "HOME": str(profile), "XDG_CONFIG_HOME": str(profile), "XDG_CACHE_HOME": str(profile)}
     proc = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True
     )
     try:
+        meanwhile()
         out, err = proc.communicate(timeout=timeout)
     finally:  # its own session (group id = its pid): chromium and any helper left, nothing else
         try:
@@ -163,6 +170,12 @@ def chromium(ns: str, profile: Path, *args: str, timeout: float = 120) -> str:
         proc.wait(timeout=10)
     assert proc.returncode == 0, f"chromium failed ({proc.returncode}): {err[-2000:]}"
     return out
+
+
+def closed(ns: str) -> int:
+    """Connections calyx-ui has answered and closed in the last minute (TIME_WAIT)."""
+    out = netns.in_ns(ns, "ss", "-Htn", "state", "time-wait", "( sport = :9096 )", timeout=30).stdout
+    return len(out.splitlines())
 
 
 def ui_json(ns: str, path: str) -> dict:
@@ -212,14 +225,26 @@ def test_matrix_and_denied_flows_in_headless_chromium(lab, felix, tmp_path):
     ).start()
     lab.daemons.append(ui)  # stopped by pid with the lab, also on failure
     wait_for(
-        lambda: not ui_json(ns, "/api/reachability")["error"] and len(ui_json(ns, "/api/flows")["flows"]) == 2,
+        lambda: not ui_json(ns, "/api/reachability")["error"] and len(ui_json(ns, "/api/flows")["flows"]) == 1,
         timeout=60,
         interval=0.5,
         what=lambda: f"calyx-ui to read etcd and the fake felix: {ui.log_tail()}",
     )
 
+    def release_after_the_first_flows_answer():
+        # calyx-ui answers HTTP/1.0, a connection per request, each left in TIME_WAIT: the page,
+        # its style and script, a favicon and the first matrix make 5; a 6th closed connection
+        # means the page has had at least one /api/flows answer, holding the first flow only
+        wait_for(lambda: closed(ns) >= before + 6, timeout=60, interval=0.02, what="chromium to poll calyx-ui")
+        felix.released.set()
+
+    before = closed(ns)
     rendered = Rendered()
-    rendered.feed(chromium(ns, tmp_path / "profile", "--dump-dom", UI + "/"))
+    # one virtual hour: the page polls /api/flows 3,600 times (a few seconds of real time), so
+    # the second flow, logged after its first answer, must come in by a later poll
+    page = chromium(ns, tmp_path / "profile", "--virtual-time-budget=3600000", "--dump-dom", UI + "/",
+                    meanwhile=release_after_the_first_flows_answer)  # fmt: skip
+    rendered.feed(page)
     expected = compute(read_state(lab.store).evaluator(), None, None, 5432, None, False, False)
     names = [short(n) for n in expected.names]
     assert names == ["ops/probe", "shop/db", "shop/web"]
@@ -240,7 +265,15 @@ def test_matrix_and_denied_flows_in_headless_chromium(lab, felix, tmp_path):
     assert rendered.images == 0  # the policy name's markup stayed text
 
     shot = tmp_path / "ui.png"
-    chromium(ns, tmp_path / "profile", "--window-size=1000,640", "--hide-scrollbars", f"--screenshot={shot}", UI + "/")
+    chromium(
+        ns,
+        tmp_path / "profile",
+        "--virtual-time-budget=8000",
+        "--window-size=1000,640",
+        "--hide-scrollbars",
+        f"--screenshot={shot}",
+        UI + "/",
+    )
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     shutil.copy(shot, ARTIFACTS / "ui.png")
