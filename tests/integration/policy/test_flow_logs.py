@@ -136,18 +136,23 @@ class Follow:
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         self.lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[tuple[dict, float]] = []
         threading.Thread(target=lambda: [self.lines.put(line) for line in self.proc.stdout], daemon=True).start()
 
     def until(self, match, timeout: float) -> tuple[dict, float]:
-        """The first record match accepts, and when it was printed (monotonic)."""
+        """The first record match accepts (of those printed so far too), and when it was read."""
+        for record, read in self.seen:
+            if match(record):
+                return record, read
         deadline = time.monotonic() + timeout
         while (left := deadline - time.monotonic()) > 0:
             try:
                 record = json.loads(self.lines.get(timeout=left))
             except queue.Empty:
                 break
+            self.seen.append((record, time.monotonic()))
             if match(record):
-                return record, time.monotonic()
+                return self.seen[-1]
         raise AssertionError(f"policyctl flows printed no such record in {timeout} s; stderr: {self.stop()}")
 
     def stop(self) -> str:
@@ -178,12 +183,13 @@ def test_policyctl_flows_follows_the_nodes_and_names_both_ends_within_a_second(n
         assert (record["policy"], record["rule"], record["destinationEndpoint"]) == (origin, TCP_RULE, "x/a")
         assert record["sourceEndpoint"] is None  # this process holds no endpoint's address
 
-        netns.in_ns(
-            source.netns, "python3", PROBE, "probe", "0.5", json.dumps([[a.ip, 80, "tcp"]]), timeout=30, check=False
-        )
-        record, _ = follow.until(lambda r: r["source"] == source.ip, timeout=5)
-        assert (record["sourceEndpoint"], record["destinationEndpoint"]) == ("y/a", "x/a")
-        assert (record["node"], record["policy"], record["rule"]) == (a.node, origin, TCP_RULE)
+        probes = json.dumps([[a.ip, 80, "tcp"], [a.ipv6, 80, "tcp"]])  # a pod's, over IPv4 and IPv6
+        netns.in_ns(source.netns, "python3", PROBE, "probe", "0.5", probes, timeout=30, check=False)
+        for source_ip, destination_ip in ((source.ip, a.ip), (source.ipv6, a.ipv6)):
+            record, _ = follow.until(lambda r: r["source"] == source_ip, timeout=5)
+            assert (record["sourceEndpoint"], record["destinationEndpoint"]) == ("y/a", "x/a")
+            assert (record["node"], record["policy"], record["rule"]) == (a.node, origin, TCP_RULE)
+            assert (record["destination"], record["destinationPort"]) == (destination_ip, 80)
     finally:
         marker.close()
         stderr = follow.stop()
