@@ -2,6 +2,8 @@
 (felix/flows.py), so the client is held to the server's real paging, numbering and restarts."""
 
 import json
+import subprocess
+import sys
 import urllib.error
 from urllib.parse import parse_qs, urlsplit
 
@@ -317,3 +319,27 @@ def test_nodes_are_found_from_their_resources_and_a_named_node_without_an_addres
 def test_a_cluster_without_node_addresses_asks_for_felix_urls(kv):
     result = ctl("flows")
     assert result.exit_code == 1 and "no Node resource has an address: name felix's URLs with --felix" in result.output
+
+
+PIPED = """
+import policy.ctl.flows, policy.ctl.main
+from tests.fakes import FakeKV
+policy.ctl.main.EtcdKV = lambda settings: FakeKV()
+records = [{"seq": i, "time": 1.7e9 + i, "node": "n", "verdict": "deny", "direction": "ingress", "policy": "tier/default",
+            "rule": None, "protocol": "TCP", "source": "10.0.0.1", "sourcePort": 1, "destination": "10.0.0.2",
+            "destinationPort": 80} for i in range(1, 1001)]
+policy.ctl.flows.fetch_json = lambda url: {"last": 1000, "next": 1000, "flows": records if url.endswith("=0") else []}
+policy.ctl.main.cli(["flows", "--felix", "http://n:9099"])
+"""
+
+
+def test_a_reader_that_stops_reading_ends_it_without_a_traceback():
+    """`policyctl flows | head -1`: the pipe closes under 1,000 lines (more than a pipe holds)."""
+    proc = subprocess.Popen([sys.executable, "-c", PIPED], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().startswith("2023-11-14T22:13:21.000Z n deny TCP")
+        proc.stdout.close()
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert (proc.returncode, err) == (1, "")  # click's answer to a closed pipe: exit 1, quietly
