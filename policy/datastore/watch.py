@@ -156,8 +156,9 @@ class Syncer:
                 stalled.set()
                 watch_stop.set()
                 return
-            behind_at = self._seen_revision if behind else None
-            due = time.monotonic() + (self._guard.confirm if behind else self._guard.interval)
+            progressing = behind and behind_at is not None  # behind twice, but it delivered: slow
+            behind_at = self._seen_revision if behind and not progressing else None
+            due = time.monotonic() + (self._guard.confirm if behind_at is not None else self._guard.interval)
 
     def _remember(self, changes: list[Change]) -> list[Change]:
         for change in changes:
