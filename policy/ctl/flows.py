@@ -96,6 +96,8 @@ def read(source: Source, fetch: FetchJson, warn: Warn) -> list[dict]:
                 warn(f"node {source.node}: cannot read {url}: {_why(exc)}")
             source.failing = True
             return found
+        if isinstance(answer.get("node"), str):  # a --felix URL is named by its first answer
+            source.node = answer["node"]
         if source.failing:
             warn(f"node {source.node}: {source.url} answers again")
             source.failing = False

@@ -39,7 +39,7 @@ TCP_RULE, UDP_RULE = 1, 2
 WITHIN = 1.0  # seconds from a denied packet to its record
 # felix records a flow once per 10 s (source, destination, port: not the source port), so each
 # connection this process makes goes to a port of its own
-MARKER, MEASURED, AFTER_FLOOD = 82, 83, 84
+MARKER, MEASURED, AFTER_FLOOD, AFTER_RESTART = 82, 83, 84, 85
 
 
 def felix_url(lab, node: str) -> str:
@@ -194,6 +194,29 @@ def test_policyctl_flows_follows_the_nodes_and_names_both_ends_within_a_second(n
         marker.close()
         stderr = follow.stop()
     assert "warning" not in stderr, stderr
+
+
+def test_policyctl_flows_follows_felix_across_its_restart(netpol):
+    lab, a = netpol.lab, netpol.pods["x/a"]
+    revision = apply(netpol, "flows-restart")
+    marker, marker_port, _ = deny_tcp(a.ip, MARKER)
+    follow = Follow(lab, "--node", a.node, "--duration", "90")
+    try:
+        follow.until(lambda r: r["sourcePort"] == marker_port, timeout=30)
+        marker.close()
+        lab.stop_felix(a.node)
+        lab.start_felix(a.node)  # numbers its flows from 1 again
+        lab.wait_programmed(a.node, revision, timeout=30)
+        sock, port, _ = deny_tcp(a.ip, AFTER_RESTART)
+        try:
+            record, _ = follow.until(lambda r: r["sourcePort"] == port, timeout=5)
+        finally:
+            sock.close()
+        assert (record["policy"], record["rule"]) == ("networkpolicies/x/flows-restart", TCP_RULE)
+    finally:
+        marker.close()
+        stderr = follow.stop()
+    assert f"warning: node {a.node}: felix restarted, reading its flow log from its start" in stderr, stderr
 
 
 def felix_cpu_seconds(lab, node: str) -> float:

@@ -204,6 +204,16 @@ def test_a_restarted_felix_is_read_from_its_start_even_past_where_the_old_one_wa
     assert warnings == ["node node1: felix restarted, reading its flow log from its start"]
 
 
+def test_a_felix_given_by_url_is_named_by_its_answers():
+    felix = FakeFelix("node1")
+    fetch, warnings = Felixes((URL1, felix)), []
+    source = Source("198.18.1.2:9099", URL1)
+    read(source, fetch, warnings.append)
+    felix.down = True
+    read(source, fetch, warnings.append)
+    assert warnings == [f"node node1: cannot read {URL1}/flows?since=0: [Errno 111] Connection refused"]
+
+
 def test_a_restart_is_seen_without_started_too_when_felix_numbers_below_us():
     felix = FakeFelix("node1")
     source = Source("node1", URL1, next=7)
