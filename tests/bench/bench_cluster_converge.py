@@ -1,7 +1,8 @@
 """A 20-node cluster converging on bursts (issue 15): etcd, a BIRD route reflector, felix and
 calyx-bgp on every node, in network namespaces (tests/lab/converge.py).
 
-Each burst writes 1,000 endpoints (50 per node: IPAM addresses, then the WorkloadEndpoint, one
+Each burst (on the same cluster: the previous one removed, its empty blocks too, so that BGP
+carries new blocks every time) writes 1,000 endpoints (50 per node: IPAM addresses, then the WorkloadEndpoint, one
 writer per node as its CNI plugin would, as fast as etcd takes them). Converged: every felix has
 programmed the last write's revision (routes, the policy's selector set) and every calyx-bgp
 holds a learned route for every other node's blocks. Reported over the bursts:
@@ -16,6 +17,7 @@ holds a learned route for every other node's blocks. Reported over the bursts:
     python -m tests.bench.bench_cluster_converge [--nodes 20] [--per-node 50] [--bursts 5]"""
 
 import argparse
+import signal
 import statistics
 import sys
 import time
@@ -31,6 +33,7 @@ def main() -> int:
     parser.add_argument("--per-node", type=int, default=50)
     parser.add_argument("--bursts", type=int, default=5)
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a stopped run still tears its cluster down
     print("waiting for the machine to be quiet...", flush=True)
     loads = [wait_for_quiet()]
     enter_controller_namespace("cxbench")
@@ -41,6 +44,8 @@ def main() -> int:
         print(f"{args.nodes} nodes up in {time.perf_counter() - started:.1f} s", flush=True)
         bursts = []
         for k in range(args.bursts):
+            if k:
+                print(f"  cleared in {cluster.clear():.2f} s", flush=True)
             time.sleep(2)  # the previous burst's status writes and BGP updates settle
             burst = cluster.burst()
             bursts.append(burst)

@@ -19,8 +19,8 @@ import urllib.request
 from dataclasses import dataclass
 
 from policy.datastore.ipam import IPAM, IPAMError
-from policy.datastore.kv import Unavailable
-from policy.datastore.store import WriteMode
+from policy.datastore.kv import Unavailable, Write
+from policy.datastore.store import Ref, WriteMode
 from policy.datastore.watch import Change
 from policy.model.documents import parse_resource
 from policy.model.names import host_interface_name
@@ -113,6 +113,27 @@ class ConvergeCluster:
             felix_changes={node: self.felix_changes(node) - before[node] for node in lab.nodes},
             watch_changes=watcher.stop(),
         )
+
+    def clear(self) -> float:
+        """Remove the burst (endpoints, their addresses, and the blocks left empty, as IPAM's
+        garbage collection of empty blocks would), so that every burst lands on the same cluster
+        and claims blocks BGP must carry anew; seconds until every node converged on it."""
+        lab = self.lab
+        endpoints = [ep for ep in lab.store.list_kind(WorkloadEndpoint)[0] if ep.namespace == "burst"]
+        refs = [Ref(WorkloadEndpoint, ep.name, ep.namespace) for ep in endpoints]
+        for start in range(0, len(refs), 100):
+            lab.store.delete(refs[start : start + 100])
+        ipam = IPAM(lab.kv, lab.prefix)
+        for ep in endpoints:
+            ipam.release_handle(f"burst.{ep.name}")
+        empty = [
+            Write(f"{lab.prefix}/v1/ipam/blocks/{b.cidr.replace('/', '-')}", None)
+            for b in ipam.blocks()
+            if not b.allocations
+        ]
+        revision = lab.kv.commit(empty) if empty else lab.kv.prefix_state(lab.prefix + "/")[1]
+        since = time.perf_counter()
+        return max(self._wait_converged(revision, ipam.blocks(), since).values())
 
     def _write_node(self, node: str, pods: list[str]) -> int:
         revision = 0
@@ -252,12 +273,19 @@ class _LastRevisionWatch:
         self._thread.start()
 
     def _run(self, lab: BgpLab, start: int) -> None:
+        """Resumed from the last revision seen when a loaded etcd breaks the stream (bounded)."""
         changes: list[Change]
-        for changes, revision in lab.kv.watch(lab.prefix + "/", start, self._stop):
-            with self._cond:
-                self._changes += len(changes)
-                self._seen[revision] = time.perf_counter()
-                self._cond.notify_all()
+        for _ in range(20):
+            try:
+                for changes, revision in lab.kv.watch(lab.prefix + "/", start, self._stop):
+                    with self._cond:
+                        self._changes += len(changes)
+                        self._seen[revision] = time.perf_counter()
+                        start = revision + 1
+                        self._cond.notify_all()
+                return
+            except Unavailable:
+                self._stop.wait(0.5)
 
     def seen_at(self, revision: int, timeout: float) -> float:
         with self._cond:
