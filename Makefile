@@ -61,6 +61,7 @@ bench: setup
 	$(PY) -m tests.bench.bench_cluster_agent
 	$(PY) -m tests.bench.bench_cluster_converge
 	$(PY) -m tests.bench.bench_policy
+	$(PY) -m tests.bench.bench_counters
 	$(PY) -m tests.bench.bench_bgp
 	$(PY) -m tests.bench.bench_documents
 	$(PY) -m tests.bench.bench_explain
