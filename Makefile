@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 APT_PACKAGES := etcd-server etcd-client nftables python3-nftables bird2 exabgp iperf3 iproute2 iputils-ping \
                 openssl procps python3-venv python3-yaml systemd podman mmdebstrap \
-                containernetworking-plugins runc busybox-static iptables gcc libc6-dev chromium
+                containernetworking-plugins runc busybox-static iptables gcc libc6-dev chromium containerd
 STAMP := $(VENV)/.calyx-installed
 
 .PHONY: setup test lint unit integration demo demo-down bench clean manifests image cni-client
