@@ -81,6 +81,7 @@ class FakeFelix:
     def __init__(self):
         self.records: dict[str, list[dict] | None] = {}
         self.asked: list[str] = []
+        self.names = {"http://198.18.1.2:9099": "n1", "http://198.18.2.2:9099": "n2"}  # felix names its node
 
     def __call__(self, url: str) -> dict:
         self.asked.append(url)
@@ -90,7 +91,8 @@ class FakeFelix:
             raise urllib.error.URLError("connection refused")
         after = [r for r in records if r["seq"] > int(since)]
         last = records[-1]["seq"] if records else 0
-        return {"node": base, "last": last, "next": after[-1]["seq"] if after else int(since), "flows": after}
+        answer = {"last": last, "next": after[-1]["seq"] if after else int(since), "flows": after}
+        return answer | ({"node": self.names[base]} if base in self.names else {})
 
 
 @pytest.fixture
