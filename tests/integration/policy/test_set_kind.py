@@ -16,7 +16,7 @@ from tests.lab.traffic import PROBE
 
 pytestmark = pytest.mark.integration
 
-OUTSIDE_LINK = 152  # a fabric host, 198.18.152.2, inside the wide endpoint's network
+OUTSIDE_LINK = 153  # a fabric host, 198.18.153.2 (152 is test_nat_outgoing's), inside the wide endpoint's network
 POLICY = """\
 apiVersion: calyx.io/v1
 kind: NetworkPolicy
