@@ -23,10 +23,10 @@ import nftables
 
 from policy.datastore.store import ResourceStore, WriteMode
 from tests.bench.bench_policy import programmed_revision
-from tests.bench.bench_routes import rss_kib
 from tests.bench.cluster_model import ClusterShape, endpoint, interface_of, local_indices, resources
 from tests.lab import netns
 from tests.lab.interfaces import add_interfaces, load_average, remove_interfaces, wait_for_quiet
+from tests.lab.processes import rss_kib
 from tests.lab.scratch import ScratchNamespace
 from tests.lab.topology import Lab, enter_controller_namespace, leave_controller_namespace
 

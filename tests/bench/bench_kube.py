@@ -23,6 +23,7 @@ import time
 from policy.datastore.store import WriteMode
 from policy.model.documents import parse_resource
 from tests.lab.kube_lab import KubeControllersInLab, pod_object
+from tests.lab.processes import rss_kib
 from tests.lab.topology import Lab, enter_controller_namespace, leave_controller_namespace
 
 NAMESPACES = 10
@@ -96,11 +97,6 @@ def direct_policy(port: int) -> object:
             },
         }
     )
-
-
-def rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
 
 
 def idle_rss() -> int:

@@ -21,7 +21,7 @@ from policy.model.names import host_interface_name
 from policy.model.resources import Metadata, WorkloadEndpoint, WorkloadEndpointSpec
 from tests.lab import netns
 from tests.lab.interfaces import add_interfaces, load_average, remove_interfaces, single_kind, wait_for_quiet
-from tests.lab.processes import wait_for
+from tests.lab.processes import rss_kib, wait_for
 from tests.lab.topology import Lab, enter_controller_namespace, leave_controller_namespace
 
 
@@ -56,13 +56,6 @@ def baseline_ip_batch(ns: str, count: int) -> float:
 
 def route_count(ns: str) -> int:
     return netns.run("ip", "-n", ns, "route", "show", "proto", "76").stdout.count("\n")
-
-
-def rss_kib(pid: int) -> int:
-    for line in open(f"/proc/{pid}/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
 
 
 def load_endpoints(lab: Lab, count: int) -> int:

@@ -12,13 +12,12 @@ import concurrent.futures
 import contextlib
 import ipaddress
 import json
-import os
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass
 
 from policy.datastore.ipam import IPAM, IPAMError
+from policy.datastore.keys import ipam_block_key
 from policy.datastore.kv import Unavailable, Write
 from policy.datastore.store import Ref, WriteMode
 from policy.datastore.watch import Change
@@ -28,7 +27,8 @@ from policy.model.resources import Metadata, WorkloadEndpoint, WorkloadEndpointS
 from tests.lab import netns
 from tests.lab.bgp_lab import POOL4, POOL6, BgpLab
 from tests.lab.interfaces import add_interfaces, remove_interfaces
-from tests.lab.processes import wait_for
+from tests.lab.metrics import metric
+from tests.lab.processes import rss_kib, wait_for, with_descendants
 
 BURST_LABEL = "burst"
 POLICY = {
@@ -126,11 +126,7 @@ class ConvergeCluster:
         ipam = IPAM(lab.kv, lab.prefix)
         for ep in endpoints:
             ipam.release_handle(f"burst.{ep.name}")
-        empty = [
-            Write(f"{lab.prefix}/v1/ipam/blocks/{b.cidr.replace('/', '-')}", None)
-            for b in ipam.blocks()
-            if not b.allocations
-        ]
+        empty = [Write(ipam_block_key(lab.prefix, b.cidr), None) for b in ipam.blocks() if not b.allocations]
         revision = lab.kv.commit(empty) if empty else lab.kv.prefix_state(lab.prefix + "/")[1]
         since = time.perf_counter()
         return max(self._wait_converged(revision, ipam.blocks(), since).values())
@@ -195,12 +191,7 @@ class ConvergeCluster:
 
     # -- what the daemons report ----------------------------------------------------------------
     def _metric(self, node: str, port: int, name: str) -> float:
-        url = f"http://{self.lab.nodes[node].address}:{port}/metrics"
-        with urllib.request.urlopen(url, timeout=2) as answer:
-            for line in answer.read().decode().splitlines():
-                if line.startswith(name + " "):
-                    return float(line.split()[1])
-        raise LookupError(f"{name} not in {url}")
+        return metric(f"http://{self.lab.nodes[node].address}:{port}/metrics", name)
 
     def bgp_routes(self, node: str) -> int:
         return int(self._metric(node, 9098, "calyx_bgp_routes_installed"))
@@ -243,12 +234,12 @@ class ConvergeCluster:
 
     def memory_kib(self) -> dict[str, int]:
         """RSS of every process of the cluster (daemons and their children: ExaBGP), by role."""
-        children = _children()
         totals: dict[str, int] = {}
         for daemon in self.lab.daemons:
             role = daemon.name.split("-node")[0]  # felix-node3 -> felix, calyx-bgp-node3 -> calyx-bgp
-            for pid in _tree(daemon.pid, children):
-                totals[role] = totals.get(role, 0) + _rss_kib(pid)
+            for pid in with_descendants(daemon.pid):
+                with contextlib.suppress(OSError, RuntimeError):  # gone, or a zombie
+                    totals[role] = totals.get(role, 0) + rss_kib(pid)
         return totals
 
 
@@ -296,35 +287,3 @@ class _LastRevisionWatch:
         self._stop.set()
         self._thread.join(timeout=5)
         return self._changes
-
-
-def _children() -> dict[int, list[int]]:
-    found: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = open(f"/proc/{entry}/stat").read()
-            except OSError:
-                continue
-            parent = int(stat.rpartition(")")[2].split()[1])
-            found.setdefault(parent, []).append(int(entry))
-    return found
-
-
-def _tree(pid: int, children: dict[int, list[int]]) -> list[int]:
-    found, todo = [], [pid]
-    while todo and len(found) < 1000:
-        current = todo.pop()
-        found.append(current)
-        todo.extend(children.get(current, []))
-    return found
-
-
-def _rss_kib(pid: int) -> int:
-    try:
-        for line in open(f"/proc/{pid}/status"):
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0

@@ -69,3 +69,25 @@ def wait_for(predicate, timeout: float, interval: float = 0.05, what="condition"
     raise TimeoutError(
         f"timed out after {timeout}s waiting for {what}" + (f" (last error: {last_error})" if last_error else "")
     )
+
+
+def rss_kib(pid: int) -> int:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+def with_descendants(pid: int, limit: int = 1000) -> list[int]:
+    """pid and every process below it (a daemon's children: calyx-bgp's ExaBGP), from the
+    kernel's children lists; a process gone meanwhile is skipped."""
+    found, todo = [], [pid]
+    while todo and len(found) < limit:
+        current = todo.pop()
+        found.append(current)
+        for children in Path(f"/proc/{current}/task").glob("*/children"):  # each thread's own
+            try:
+                todo.extend(int(child) for child in children.read_text().split())
+            except OSError:
+                continue
+    return found

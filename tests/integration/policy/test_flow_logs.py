@@ -14,11 +14,11 @@ import time
 import urllib.request
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from policy.datastore.store import WriteMode
 from policy.model.documents import load_documents
 from tests.lab import netns
+from tests.lab.metrics import metric
 from tests.lab.processes import wait_for
 from tests.lab.traffic import PROBE
 
@@ -55,13 +55,8 @@ def flows(lab, node: str, since: int = 0) -> dict:
     return json.loads(get(f"{felix_url(lab, node)}/flows?since={since}"))
 
 
-def metric(lab, node: str, name: str, **labels: str) -> float:
-    text = get(f"{felix_url(lab, node)}/metrics").decode()
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                return sample.value
-    return 0.0
+def felix_metric(lab, node: str, name: str, **labels: str) -> float:
+    return metric(f"{felix_url(lab, node)}/metrics", name, **labels)
 
 
 def apply(netpol, name: str) -> int:
@@ -84,8 +79,8 @@ def test_a_denied_connection_is_logged_with_its_policy_and_rule_within_a_second_
     lab, a = netpol.lab, netpol.pods["x/a"]
     apply(netpol, "flows-deny")
     origin, rule = "networkpolicies/x/flows-deny", {"direction": "ingress", "policy": "networkpolicies/x/flows-deny"}
-    flows_before = metric(lab, a.node, "calyx_felix_denied_flows_total", **rule, rule=str(TCP_RULE))
-    packets_before = metric(lab, a.node, "calyx_felix_denied_packets_total", **rule, rule=str(TCP_RULE))
+    flows_before = felix_metric(lab, a.node, "calyx_felix_denied_flows_total", **rule, rule=str(TCP_RULE))
+    packets_before = felix_metric(lab, a.node, "calyx_felix_denied_packets_total", **rule, rule=str(TCP_RULE))
     since = flows(lab, a.node)["last"]
     allowed = socket.create_connection((a.ip, 81), timeout=5)  # rule 0 allows it: never logged
     allowed.close()
@@ -108,8 +103,10 @@ def test_a_denied_connection_is_logged_with_its_policy_and_rule_within_a_second_
     }  # fmt: skip
     assert (record["destination"], record["destinationPort"], record["outInterface"]) == (a.ip, 80, a.interface)
     assert not [r for r in flows(lab, a.node, since)["flows"] if r["destinationPort"] == 81]
-    assert metric(lab, a.node, "calyx_felix_denied_flows_total", **rule, rule=str(TCP_RULE)) == flows_before + 1
-    assert metric(lab, a.node, "calyx_felix_denied_packets_total", **rule, rule=str(TCP_RULE)) >= packets_before + 1
+    assert felix_metric(lab, a.node, "calyx_felix_denied_flows_total", **rule, rule=str(TCP_RULE)) == flows_before + 1
+    assert (
+        felix_metric(lab, a.node, "calyx_felix_denied_packets_total", **rule, rule=str(TCP_RULE)) >= packets_before + 1
+    )
 
 
 class Follow:
@@ -251,8 +248,8 @@ def test_a_flood_of_denied_packets_keeps_the_ring_at_its_capacity_and_felix_aliv
         cpu = felix_cpu_seconds(lab, a.node) - cpu
         log = flows(lab, a.node)
         udp = {"direction": "ingress", "policy": "networkpolicies/x/flows-flood", "rule": str(UDP_RULE)}
-        read = metric(lab, a.node, "calyx_felix_denied_packets_total", **udp)
-        lost = metric(lab, a.node, "calyx_felix_flow_log_dropped_total", reason="lost")
+        read = felix_metric(lab, a.node, "calyx_felix_denied_packets_total", **udp)
+        lost = felix_metric(lab, a.node, "calyx_felix_flow_log_dropped_total", reason="lost")
         print(
             f"flood: {sent} packets sent, {read:.0f} read, {lost:.0f} overruns, felix {cpu:.2f} s CPU in {elapsed:.1f} s"
         )
@@ -272,7 +269,7 @@ def test_a_flood_of_denied_packets_keeps_the_ring_at_its_capacity_and_felix_aliv
                 what=lambda: (
                     f"a denied connection logged after the flood; /flows since {log['last']}: "
                     f"{flows(lab, a.node, log['last'])}; TCP rule packets read: "
-                    f"{metric(lab, a.node, 'calyx_felix_denied_packets_total', **{**udp, 'rule': str(TCP_RULE)})}"
+                    f"{felix_metric(lab, a.node, 'calyx_felix_denied_packets_total', **{**udp, 'rule': str(TCP_RULE)})}"
                     f"; felix: {lab.nodes[a.node].felix.log_tail(10)}"
                 ),
             )
