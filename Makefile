@@ -56,17 +56,9 @@ demo: setup
 demo-down: setup
 	$(PY) -m tests.lab.demo --down
 
+# Every benchmark in its own bounded process; prints each one's wall time and the total.
 bench: setup
-	$(PY) -m tests.bench.bench_routes
-	$(PY) -m tests.bench.bench_cluster_agent
-	$(PY) -m tests.bench.bench_cluster_converge
-	$(PY) -m tests.bench.bench_policy
-	$(PY) -m tests.bench.bench_counters
-	$(PY) -m tests.bench.bench_bgp
-	$(PY) -m tests.bench.bench_documents
-	$(PY) -m tests.bench.bench_explain
-	$(PY) -m tests.bench.bench_kube
-	$(PY) -m tests.bench.bench_cni
+	$(PY) -m tests.bench.run_all
 
 # calyx.yaml is generated from manifests/parts/ (a unit test checks the committed file is current).
 manifests: setup

@@ -1,0 +1,81 @@
+"""`make bench`: every benchmark in turn, each in its own process and bounded, then the wall time
+of each and of the whole run (issue 15: the whole of `make bench` within 20 minutes).
+
+A benchmark that fails or overruns its bound does not stop the others; the run then exits 1.
+An overrun one gets SIGINT (KeyboardInterrupt: each benchmark's `finally` tears its namespaces
+and daemons down), then after a grace SIGKILL.
+
+    python -m tests.bench.run_all [--only NAME ...] [--timeout SECONDS]"""
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from tests.lab.interfaces import load_average
+
+BENCHMARKS = (
+    "bench_routes",
+    "bench_cluster_agent",
+    "bench_cluster_converge",
+    "bench_policy",
+    "bench_counters",
+    "bench_bgp",
+    "bench_documents",
+    "bench_explain",
+    "bench_kube",
+    "bench_cni",
+)
+
+
+def run(name: str, timeout: float, grace: float = 60) -> str:
+    """Run one benchmark module; returns "ok", "failed (exit N)" or "timed out"."""
+    proc = subprocess.Popen([sys.executable, "-m", f"tests.bench.{name}"], start_new_session=True)
+    try:
+        code = proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        code = None
+    finally:  # timed out, or this runner stopped: the benchmark cleans up after itself, bounded
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)  # its own session: the benchmark and its commands
+                proc.wait()
+    if code is None:
+        return "timed out"
+    return "ok" if code == 0 else f"failed (exit {code})"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="+", choices=BENCHMARKS, help="these benchmarks only, in this order")
+    parser.add_argument("--timeout", type=float, default=900, help="bound of each benchmark, seconds")
+    args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    results = []
+    started = time.monotonic()
+    for name in args.only or BENCHMARKS:
+        print(f"\n=== {name} (load average {load_average():.2f})", flush=True)
+        begun = time.monotonic()
+        outcome = run(name, args.timeout)
+        seconds = time.monotonic() - begun
+        results.append((name, seconds, outcome))
+        print(f"=== {name}: {seconds:.0f} s, {outcome} (load average {load_average():.2f})", flush=True)
+    total = time.monotonic() - started
+    print("\nwall time per benchmark:")
+    for name, seconds, outcome in results:
+        print(f"{name}: {seconds:.0f} s{'' if outcome == 'ok' else f'  {outcome.upper()}'}")
+    print(f"total: {total:.0f} s ({total / 60:.1f} min)")
+    failed = [name for name, _, outcome in results if outcome != "ok"]
+    if failed:
+        print(f"failed: {', '.join(failed)}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
