@@ -202,7 +202,7 @@ class BgpDaemon:
             for (name, key), why in unreadable.items():
                 log.error("password secret %s/%s: %s", name, key, why)
             self._plan_problems = plan.problems
-        if self._speaker.exited() or self._speaker.outdated(plan):
+        if self._speaker.exited() or self._speaker.needs_restart(plan, now):
             self._speaker_lost(replaced=not self._speaker.exited())
         for peer in self._speaker.reconcile(plan, now, self._wall()):
             self._rib.forget(peer)
@@ -253,7 +253,7 @@ class BgpDaemon:
             "routerID": plan.speaker.router_id if plan else None,
             "error": self.plan_error,
             "problems": list(self.plan.problems) if self.plan else [],
-            "exabgp": {"running": speaker.running, "restarts": max(0, speaker.starts - 1)},
+            "exabgp": {"running": speaker.running, "restarts": max(0, speaker.starts - 1), "reloads": speaker.reloads},
             "announced": len(speaker.announced),
             "installed": len(self._routes.learned),
             "sessions": sessions,

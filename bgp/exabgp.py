@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 output_log = logging.getLogger("exabgp")  # ExaBGP's own lines, redacted
 
 ACKS = {"done", "error", "shutdown"}
+MAX_ANSWER_LINES = 10_000  # of one command's text answer; the rest is dropped
 
 
 class ExaBGPError(Exception):
@@ -58,6 +59,7 @@ class ExaBGPProcess:
         self._proc: subprocess.Popen | None = None
         self._conn: socket.socket | None = None
         self._acks: queue.SimpleQueue = queue.SimpleQueue()
+        self._text: list[str] = []  # the answer's text lines to the command in flight
 
     def bridge_command(self) -> str:
         return f"{sys.executable} -m bgp.bridge {self.socket_path}"
@@ -105,9 +107,14 @@ class ExaBGPProcess:
         log.info("ExaBGP started (pid %d) with %s", self._proc.pid, self.config_path)
 
     def send(self, command: str) -> None:
+        self.query(command)
+
+    def query(self, command: str) -> list[str]:
+        """Send one command; the text lines ExaBGP wrote before acknowledging it."""
         if not self.running():
             raise ExaBGPError("ExaBGP is not running")
         assert self._conn is not None  # running() implies start() connected
+        self._text = []
         try:
             self._conn.sendall(command.encode() + b"\n")
             answer = self._acks.get(timeout=self.ack_timeout)
@@ -117,6 +124,13 @@ class ExaBGPProcess:
             raise ExaBGPError(f"no answer from ExaBGP within {self.ack_timeout}s") from None
         if answer != "done":
             raise CommandRefused(command, answer)
+        return self._text
+
+    def reload(self, config: str) -> None:
+        """Rewrite the configuration and have ExaBGP re-read it: peers added or removed, the
+        sessions of the others untouched. ExaBGP applies it at a later turn of its loop."""
+        write_private(self.config_path, config)
+        self.send("reload")
 
     def stop(self) -> None:
         """Kill ExaBGP without a NOTIFICATION, so peers keep our routes for the graceful-restart time."""
@@ -143,6 +157,8 @@ class ExaBGPProcess:
                             self._on_message(json.loads(line))
                         except ValueError:
                             log.warning("unreadable message from ExaBGP: %.200s", line)
+                    elif len(self._text) < MAX_ANSWER_LINES:
+                        self._text.append(line)
         except OSError:
             pass
         acks.put("gone")

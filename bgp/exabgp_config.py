@@ -19,10 +19,15 @@ _LOG_LEVELS = {"Debug": "DEBUG", "Info": "NOTICE", "Warning": "WARNING", "Error"
 
 
 def render_config(speaker: Speaker, bridge_command: str, graceful_restart: int, hold_time: int) -> str:
-    lines = [f"process {PROCESS} {{", f"    run {bridge_command};", "    encoder json;", "}", ""]
-    for peer in speaker.peers:
-        lines += _neighbor(speaker, peer, graceful_restart, hold_time)
-    return "\n".join(lines)
+    process = [f"process {PROCESS} {{", f"    run {bridge_command};", "    encoder json;", "}", ""]
+    blocks = neighbor_blocks(speaker, graceful_restart, hold_time)
+    return "\n".join(process + list(blocks.values()))
+
+
+def neighbor_blocks(speaker: Speaker, graceful_restart: int, hold_time: int) -> dict[str, str]:
+    """Each peer's `neighbor` block by its address: what tells an added or removed peer (a reload)
+    from a changed one (a restart)."""
+    return {peer.address: "\n".join(_neighbor(speaker, peer, graceful_restart, hold_time)) for peer in speaker.peers}
 
 
 def _neighbor(speaker: Speaker, peer: Peer, graceful_restart: int, hold_time: int) -> list[str]:

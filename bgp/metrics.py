@@ -25,6 +25,9 @@ class BgpMetrics:
         self.exabgp_restarts = Counter(
             "calyx_bgp_exabgp_restarts", "ExaBGP processes started after the first", registry=r
         )
+        self.exabgp_reloads = Counter(
+            "calyx_bgp_exabgp_reloads", "configuration reloads for peers added or removed", registry=r
+        )
         self.command_errors = Counter(
             "calyx_bgp_command_errors", "ExaBGP API commands refused or unanswered", registry=r
         )

@@ -1,8 +1,18 @@
 """Supervision of ExaBGP: keep it running with the rendered configuration (restarting it with
 backoff), and keep what it announces equal to the plan, every command acknowledged.
 
-After a start nothing is assumed announced: everything is sent again."""
+After a start nothing is assumed announced: everything is sent again. Peers added or removed
+(a node joining or leaving the mesh) are a reload, which leaves every other session up; a
+changed peer or changed settings are a restart, which graceful restart hides from forwarding.
 
+A reload takes effect at a later turn of ExaBGP's loop, and ExaBGP 4.2 drops one that comes
+before its first announcements have drained. So an added peer is asked for (`show neighbor`)
+until ExaBGP has it, and only then given everything announced, alone; until then commands go to
+the peers ExaBGP is known to have, which a command naming a peer it lacks would silently skip.
+A reload not taken within RELOAD_GIVE_UP is sent again every RELOAD_RESEND, then given up for a
+restart."""
+
+import ipaddress
 import logging
 from typing import Protocol
 
@@ -17,6 +27,7 @@ log = logging.getLogger(__name__)
 BACKOFF_INITIAL, BACKOFF_MAX = 1.0, 30.0
 HEALTHY_AFTER = 60.0  # a run this long resets the backoff
 COMMAND_RETRY = 2.0
+RELOAD_POLL, RELOAD_RESEND, RELOAD_GIVE_UP = 0.05, 2.0, 20.0
 
 
 class SpeakerProcess(Protocol):
@@ -27,6 +38,10 @@ class SpeakerProcess(Protocol):
     def start(self, config: str, env: dict[str, str]) -> None: ...
 
     def send(self, command: str) -> None: ...
+
+    def query(self, command: str) -> list[str]: ...
+
+    def reload(self, config: str) -> None: ...
 
     def stop(self) -> None: ...
 
@@ -43,7 +58,13 @@ class SpeakerControl:
         self._process, self._metrics, self._base_env = process, metrics, base_env
         self._graceful_restart, self._hold_time = graceful_restart, hold_time
         self.config: str | None = None  # what the running ExaBGP was given
-        self.announced: dict[str, tuple[str, ...]] = {}  # acknowledged by the running ExaBGP
+        self._env: dict[str, str] = {}
+        self._blocks: dict[str, str] = {}  # each configured peer's neighbor block
+        self.loaded: set[str] = set()  # peers the running ExaBGP is known to have
+        self._awaited: set[str] = set()  # peers added by a reload ExaBGP may not have applied yet
+        self._reload_sent = self._reload_first = self._poll_at = 0.0
+        self.reloads = 0
+        self.announced: dict[str, tuple[str, ...]] = {}  # acknowledged for every loaded peer
         self.sessions: dict[str, Session] = {}
         self.starts = 0
         self._started_at = 0.0
@@ -71,7 +92,7 @@ class SpeakerControl:
             log.warning("ExaBGP exited; starting it again in %.0fs", self._next_backoff(now))
         self._process.stop()
         self.config = None
-        self.announced = {}
+        self.announced, self.loaded, self._awaited = {}, set(), set()
         for session in self.sessions.values():
             session.state = "down"
 
@@ -83,6 +104,8 @@ class SpeakerControl:
 
     def next_deadline(self) -> float | None:
         waits = [t for t in (self._next_start if self.config is None else 0, self._retry_at) if t]
+        if self._awaited:
+            waits.append(self._poll_at)
         return min(waits, default=None)
 
     def _render(self, plan: Plan) -> str:
@@ -90,12 +113,18 @@ class SpeakerControl:
             plan.speaker, self._process.bridge_command(), self._graceful_restart, self._hold_time
         )
 
-    def outdated(self, plan: Plan) -> bool:
-        """The running ExaBGP has other peers or settings than the plan: it must be replaced.
-
-        Not reloaded: ExaBGP 4.2 applies a reload at some later turn of its loop, so commands
-        sent meanwhile reach the old set of neighbors and are lost for the new ones."""
-        return self.config is not None and self._render(plan) != self.config
+    def needs_restart(self, plan: Plan, now: float) -> bool:
+        """The running ExaBGP cannot become the plan by a reload: its settings or one of its kept
+        peers changed, or a reload was not taken within RELOAD_GIVE_UP."""
+        if self.config is None:
+            return False
+        env = exabgp_config.environment(plan.speaker, self._base_env)
+        blocks = self._neighbor_blocks(plan)
+        changed = [a for a, block in blocks.items() if a in self._blocks and self._blocks[a] != block]
+        overdue = bool(self._awaited) and now - self._reload_first >= RELOAD_GIVE_UP
+        if overdue:
+            log.warning("ExaBGP did not take a reload within %.0fs: restarting it", RELOAD_GIVE_UP)
+        return env != self._env or bool(changed) or overdue
 
     def reconcile(self, plan: Plan, now: float, wall: float) -> list[str]:
         """Bring ExaBGP to the plan; returns peers whose sessions were removed (forget their routes)."""
@@ -104,8 +133,9 @@ class SpeakerControl:
         if self.config is None:
             if now < self._next_start:
                 return removed
+            env = exabgp_config.environment(plan.speaker, self._base_env)
             try:
-                self._process.start(config, exabgp_config.environment(plan.speaker, self._base_env))
+                self._process.start(config, env)
             except (ExaBGPError, OSError) as exc:
                 log.error("could not start ExaBGP: %s; retrying in %.0fs", exc, self._next_backoff(now))
                 return removed
@@ -113,12 +143,77 @@ class SpeakerControl:
                 self._metrics.exabgp_restarts.inc()
             self.starts += 1
             self._started_at = now
-            self.config, self.announced = config, {}
-        if now >= self._retry_at:
-            self._announce(plan.announcements, [p.address for p in plan.speaker.peers], now)
+            self.config, self._env, self.announced = config, env, {}
+            self._blocks = self._neighbor_blocks(plan)
+            self.loaded = set(self._blocks)
+        elif config != self.config:
+            self._reload(plan, config, now)
+        if self._awaited and now >= self._poll_at:
+            self._take_awaited(now)
+        if self.config is not None and now >= self._retry_at:
+            self._announce(plan.announcements, sorted(self.loaded), now)
         if self.config is not None and not self._retry_at:
             self._end_of_rib(now)
         return removed
+
+    def _neighbor_blocks(self, plan: Plan) -> dict[str, str]:
+        return exabgp_config.neighbor_blocks(plan.speaker, self._graceful_restart, self._hold_time)
+
+    def _reload(self, plan: Plan, config: str, now: float) -> None:
+        """Peers were added or removed: ExaBGP re-reads its configuration, the others' sessions stay."""
+        blocks = self._neighbor_blocks(plan)
+        added = set(blocks) - set(self._blocks)
+        gone = set(self._blocks) - set(blocks)
+        try:
+            self._process.reload(config)
+        except ExaBGPError as exc:
+            self._metrics.command_errors.inc()
+            log.error("ExaBGP API: reload: %s", exc)
+            self.lost(now)
+            return
+        log.info("BGP peers changed (%d added, %d removed): ExaBGP reloads its configuration", len(added), len(gone))
+        self.reloads += 1
+        self._metrics.exabgp_reloads.inc()
+        self.config, self._blocks = config, blocks
+        self.loaded -= gone
+        self._awaited = (self._awaited - gone) | added
+        if added and not self._reload_first:
+            self._reload_first = now
+        self._reload_sent = self._poll_at = now
+        if not self._awaited:
+            self._reload_first = 0.0
+
+    def _take_awaited(self, now: float) -> None:
+        """Give each added peer ExaBGP now has everything announced, alone; send the reload again
+        while ExaBGP has not taken it."""
+        try:
+            for peer in sorted(self._awaited):
+                if not self._has_peer(peer):
+                    if now - self._reload_sent >= RELOAD_RESEND:
+                        log.info("ExaBGP has not taken the reload yet (no peer %s): sending it again", peer)
+                        assert self.config is not None
+                        self._process.reload(self.config)
+                        self._reload_sent = now
+                    self._poll_at = now + RELOAD_POLL
+                    return
+                for command in exabgp_config.announce_commands(self.announced, [peer]):
+                    self._process.send(command)
+                self._awaited.discard(peer)
+                self.loaded.add(peer)
+        except ExaBGPError as exc:  # refused or unanswered: ExaBGP is not the one we think
+            self._metrics.command_errors.inc()
+            log.error("ExaBGP API: %s", exc)
+            self.lost(now)
+            return
+        self._reload_first = 0.0
+
+    def _has_peer(self, peer: str) -> bool:
+        wanted = ipaddress.ip_address(peer)
+        for line in self._process.query(f"show neighbor {peer} extensive"):
+            words = line.split()
+            if len(words) == 2 and words[0] == "Neighbor" and _same_address(words[1], wanted):
+                return True
+        return False
 
     def _sync_sessions(self, plan: Plan, wall: float) -> list[str]:
         wanted = {peer.address: peer for peer in plan.speaker.peers}
@@ -149,7 +244,7 @@ class SpeakerControl:
         otherwise send End-of-RIB before calyx-bgp announced, and the peer would flush our
         routes it kept through graceful restart."""
         for session in self.sessions.values():
-            if session.state == "up" and not session.eor_sent:
+            if session.state == "up" and not session.eor_sent and session.peer in self.loaded:
                 if not self._send([exabgp_config.end_of_rib_command(session.peer)], now):
                     return
                 session.eor_sent = True
@@ -173,10 +268,17 @@ class SpeakerControl:
     def sent(self, peer: str) -> int:
         """Prefixes of the peer's family announced, while its session is up."""
         session = self.sessions.get(peer)
-        if session is None or session.state != "up":
+        if session is None or session.state != "up" or peer not in self.loaded:
             return 0
         v6 = ":" in peer
         return sum(1 for prefix in self.announced if (":" in prefix) == v6)
 
     def stop(self) -> None:
         self._process.stop()
+
+
+def _same_address(text: str, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    try:
+        return ipaddress.ip_address(text) == address
+    except ValueError:
+        return False

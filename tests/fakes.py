@@ -316,7 +316,8 @@ class FakeNft:
 
 class FakeSpeakerProcess:
     """ExaBGP as SpeakerControl sees it: records configurations and commands; `refuse` makes it
-    answer "error" to commands containing that text."""
+    answer "error" to commands containing that text. A reload is taken at the next command
+    unless `drop_reloads` (as ExaBGP 4.2 drops one before its first announcements drained)."""
 
     def __init__(self) -> None:
         self.alive = False
@@ -325,6 +326,10 @@ class FakeSpeakerProcess:
         self.env: dict[str, str] = {}
         self.refuse: str | None = None
         self.fail_start = False
+        self.drop_reloads = False
+        self.reloads: list[str] = []
+        self.peers: set[str] = set()  # the neighbors it has, as `show neighbor` tells
+        self._reload_pending: str | None = None
 
     def bridge_command(self) -> str:
         return "/usr/bin/python3 -m bgp.bridge /run/test.sock"
@@ -339,13 +344,32 @@ class FakeSpeakerProcess:
             raise ExaBGPError("could not start")
         self.alive, self.env = True, env
         self.configs.append(config)
+        self.peers = self._neighbors(config)
+
+    @staticmethod
+    def _neighbors(config: str) -> set[str]:
+        return {line.split()[1] for line in config.splitlines() if line.startswith("neighbor ")}
 
     def send(self, command: str) -> None:
         from bgp.exabgp import CommandRefused
 
+        self._take_reload()
         if self.refuse and self.refuse in command:
             raise CommandRefused(command, "error")
         self.commands.append(command)
+
+    def query(self, command: str) -> list[str]:
+        self._take_reload()
+        wanted = command.split()[2]
+        return [f"Neighbor {peer}" for peer in sorted(self.peers) if wanted in peer]
+
+    def reload(self, config: str) -> None:
+        self.reloads.append(config)
+        self._reload_pending = None if self.drop_reloads else config
+
+    def _take_reload(self) -> None:
+        if self._reload_pending is not None:
+            self.peers, self._reload_pending = self._neighbors(self._reload_pending), None
 
     def stop(self) -> None:
         self.alive = False

@@ -1,10 +1,14 @@
 """ExaBGP's configuration and commands as rendered, and its supervision: start, reload on a
 peer change, acknowledged announcements sent as differences, restart with backoff."""
 
+from dataclasses import replace
+
+import pytest
+
 from bgp.exabgp_config import announce_commands, environment, render_config, withdraw_commands
 from bgp.metrics import BgpMetrics
 from bgp.plan import Peer, Plan, Speaker
-from bgp.speaker import SpeakerControl
+from bgp.speaker import RELOAD_GIVE_UP, RELOAD_POLL, RELOAD_RESEND, SpeakerControl
 from tests.fakes import FakeSpeakerProcess
 
 PEERS = (
@@ -57,13 +61,77 @@ def test_announcements_are_sent_as_differences_and_everything_again_after_a_rest
     sent = len(process.commands)
     control.reconcile(plan({"10.1.0.70/32": ()}), now=3, wall=3)
     assert len(process.commands) == sent  # nothing changed, nothing said
-    fewer = plan({"10.1.0.70/32": ()}, peers=PEERS[:1])
-    assert control.outdated(fewer)
-    control.lost(now=4, replaced=True)  # a peer change replaces ExaBGP at once, without backoff
-    control.reconcile(fewer, now=4, wall=4)
-    assert control.starts == 2 and len(process.configs) == 2 and not control.outdated(fewer)
+    changed = plan({"10.1.0.70/32": ()}, peers=(replace(PEERS[0], as_number=64999),))
+    assert control.needs_restart(changed, now=4)  # a kept peer changed: only a restart applies it
+    control.lost(now=4, replaced=True)  # replaced at once, without backoff
+    control.reconcile(changed, now=4, wall=4)
+    assert control.starts == 2 and len(process.configs) == 2 and not control.needs_restart(changed, now=4)
     assert process.commands[-1] == "neighbor 10.0.0.2 announce attributes next-hop self nlri 10.1.0.70/32"
     assert set(control.sessions) == {"10.0.0.2"}
+    assert control.needs_restart(changed, now=5) is False
+    louder = SpeakerControl(process, 120, 90, BgpMetrics(), {"exabgp.log.level": "DEBUG"})
+    louder.reconcile(changed, now=6, wall=6)
+    assert louder.needs_restart(replace(changed, speaker=replace(changed.speaker, log_severity="Debug")), now=7)
+
+
+def test_an_added_peer_is_a_reload_and_gets_everything_alone_once_exabgp_has_it():
+    process, metrics = FakeSpeakerProcess(), BgpMetrics()
+    control = SpeakerControl(process, 120, 90, metrics, {})
+    announced = {"10.1.0.0/26": ()}
+    control.reconcile(plan(announced, peers=PEERS[:1]), now=0, wall=0)
+    control.sessions["10.0.0.2"].state = "up"
+    control.reconcile(plan(announced, peers=PEERS[:1]), now=1, wall=1)
+    grown = plan({"10.1.0.0/26": (), "10.1.0.64/26": ()}, peers=PEERS[:2])
+    assert not control.needs_restart(grown, now=2)
+    process.drop_reloads = True  # ExaBGP has not taken it yet when the next change comes
+    control.reconcile(grown, now=2, wall=2)
+    assert control.starts == 1 and len(process.reloads) == 1 and "neighbor 10.0.0.9" in process.reloads[0]
+    assert process.commands[-1] == "neighbor 10.0.0.2 announce attributes next-hop self nlri 10.1.0.64/26"
+    assert control.sent("10.0.0.9") == 0 and control.next_deadline() == pytest.approx(2 + RELOAD_POLL)
+    control.sessions["10.0.0.9"].state = "up"  # even up, it gets no End-of-RIB before its routes
+    control.reconcile(grown, now=3, wall=3)
+    assert not any("10.0.0.9" in c for c in process.commands)
+    control.reconcile(grown, now=2 + RELOAD_RESEND, wall=4)
+    assert len(process.reloads) == 2  # not taken: sent again
+    process.drop_reloads = False
+    control.reconcile(grown, now=2 + 2 * RELOAD_RESEND, wall=6)
+    assert len(process.reloads) == 3 and not any("10.0.0.9" in c for c in process.commands)
+    control.reconcile(grown, now=2 + 2 * RELOAD_RESEND + RELOAD_POLL, wall=6)
+    assert process.commands[-2:] == [
+        "neighbor 10.0.0.9 announce attributes next-hop self nlri 10.1.0.0/26 10.1.0.64/26",
+        "neighbor 10.0.0.9 announce eor ipv4 unicast",
+    ]
+    assert control.loaded == {"10.0.0.2", "10.0.0.9"} and control.next_deadline() is None
+    control.reconcile(plan({"10.1.0.0/26": ()}, peers=PEERS[:2]), now=7, wall=7)
+    assert (
+        process.commands[-1]
+        == "neighbor 10.0.0.2 , neighbor 10.0.0.9 withdraw attributes next-hop self nlri 10.1.0.64/26"
+    )
+    assert control.starts == 1 and metrics.exabgp_reloads._value.get() == 1 and control.reloads == 1
+
+
+def test_a_removed_peer_is_a_reload_and_commands_stop_naming_it():
+    process = FakeSpeakerProcess()
+    control = SpeakerControl(process, 120, 90, BgpMetrics(), {})
+    control.reconcile(plan({"10.1.0.0/26": ()}, peers=PEERS[:2]), now=0, wall=0)
+    removed = control.reconcile(plan({"10.1.0.0/26": (), "10.1.0.64/26": ()}, peers=PEERS[:1]), now=1, wall=1)
+    assert removed == ["10.0.0.9"] and control.starts == 1 and len(process.reloads) == 1
+    assert process.commands[-1] == "neighbor 10.0.0.2 announce attributes next-hop self nlri 10.1.0.64/26"
+    assert control.next_deadline() is None  # nothing to wait for
+
+
+def test_a_reload_exabgp_never_takes_is_given_up_for_a_restart():
+    process = FakeSpeakerProcess()
+    control = SpeakerControl(process, 120, 90, BgpMetrics(), {})
+    control.reconcile(plan({}, peers=PEERS[:1]), now=0, wall=0)
+    process.drop_reloads = True
+    grown = plan({}, peers=PEERS[:2])
+    control.reconcile(grown, now=1, wall=1)
+    assert not control.needs_restart(grown, now=1 + RELOAD_GIVE_UP - 0.1)
+    assert control.needs_restart(grown, now=1 + RELOAD_GIVE_UP)
+    control.lost(now=21, replaced=True)
+    control.reconcile(grown, now=21, wall=21)
+    assert control.starts == 2 and control.loaded == {"10.0.0.2", "10.0.0.9"}
 
 
 def test_a_refused_command_is_retried_and_a_dead_exabgp_restarts_with_backoff():
