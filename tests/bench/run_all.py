@@ -30,9 +30,9 @@ BENCHMARKS = (
 )
 
 
-def run(name: str, timeout: float, grace: float = 60) -> str:
-    """Run one benchmark module; returns "ok", "failed (exit N)" or "timed out"."""
-    proc = subprocess.Popen([sys.executable, "-m", f"tests.bench.{name}"], start_new_session=True)
+def run(cmd: list[str], timeout: float, grace: float = 60) -> str:
+    """Run one benchmark; returns "ok", "failed (exit N)" or "timed out"."""
+    proc = subprocess.Popen(cmd, start_new_session=True)
     try:
         code = proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -61,7 +61,7 @@ def main() -> int:
     for name in args.only or BENCHMARKS:
         print(f"\n=== {name} (load average {load_average():.2f})", flush=True)
         begun = time.monotonic()
-        outcome = run(name, args.timeout)
+        outcome = run([sys.executable, "-m", f"tests.bench.{name}"], args.timeout)
         seconds = time.monotonic() - begun
         results.append((name, seconds, outcome))
         print(f"=== {name}: {seconds:.0f} s, {outcome} (load average {load_average():.2f})", flush=True)
