@@ -7,6 +7,7 @@ enqueue; the loop's thread owns all state. Nothing is written to the kernel befo
 complete list; after it, strays of ours are swept."""
 
 import contextlib
+import dataclasses
 import logging
 import threading
 import time
@@ -23,7 +24,7 @@ from felix.nflog import read_group
 from felix.nft import Nft, NftError
 from felix.policy_driver import PolicyDriver
 from felix.routes import WorkloadRouteDriver
-from policy.compiler.compiler import PolicyCompiler
+from policy.compiler.compiler import EndpointFacts, PolicyCompiler
 from policy.datastore.keys import resources_root
 from policy.datastore.kv import KV
 from policy.datastore.watch import Backoff, Resyncing, SyncBatch, Syncer
@@ -70,7 +71,7 @@ class Agent:
             config.etcd_prefix, INTAKE_KINDS, lambda kind: self.metrics.bad_resources.labels(kind).inc()
         )
         self._index = RouteIndex()
-        self._local: dict[str, WorkloadEndpoint] = {}  # this node's endpoints, as etcd has them
+        self._local: dict[str, EndpointFacts] = {}  # this node's endpoints, as etcd has them
         self._driver = WorkloadRouteDriver(kernel)
         self._compiler = PolicyCompiler(config.node_name, config.host_access, config.observe)
         group = config.observe.deny_log_group
@@ -182,24 +183,26 @@ class Agent:
 
     def _set_endpoint(self, key: str, endpoint: WorkloadEndpoint | None, created: int) -> None:
         """Routes, and the policy view of every local endpoint whose addresses this may move: a
-        local endpoint carries into policy (anti-spoofing, selector sets) only what it holds."""
-        routes = endpoint_routes(endpoint, self.config.node_name, created) if endpoint else None
+        local endpoint carries into policy (anti-spoofing, selector sets) only what it holds.
+        Only the projection is kept (the compiler holds the same object), never the resource."""
+        facts = EndpointFacts.of(endpoint, self.config.node_name) if endpoint is not None else None
+        routes = endpoint_routes(facts, self.config.node_name, created) if facts is not None else None
         old = self._local.pop(key, None)
-        networks = set(old.spec.ipNetworks if old else ()) | set(routes.networks if routes else ())
+        networks = set(old.networks if old else ()) | set(routes.networks if routes else ())
         before = self._index.claimants(networks)
         for interface in self._index.update(key, routes):
             self._driver.set_desired(interface, self._index.desired(interface))
-        if routes is None or endpoint is None:
-            self._compiler.set_endpoint(key, endpoint)  # deleted, or another node's
+        if routes is None or facts is None:
+            self._compiler.set_facts(key, facts)  # deleted, or another node's
         else:
-            self._local[key] = endpoint
+            self._local[key] = facts
         for claimant in (before | self._index.claimants(networks)) & self._local.keys():
             local = self._local[claimant]
             owned = self._index.owned(claimant)
-            if len(owned) < len(set(local.spec.ipNetworks)):
+            if len(owned) < len(set(local.networks)):
                 log.warning("endpoint %s: %s", claimant, self._index.refused().get(claimant, "address conflict"))
-                local = local.model_copy(update={"spec": local.spec.model_copy(update={"ipNetworks": list(owned)})})
-            self._compiler.set_endpoint(claimant, local)
+                local = dataclasses.replace(local, networks=owned)
+            self._compiler.set_facts(claimant, local)
 
     def _start_resync(self) -> None:
         first = not self.status.in_sync
@@ -214,7 +217,7 @@ class Agent:
         self._program()
         log.log(
             logging.INFO if first else logging.DEBUG,
-            "kernel read back in %.2fs, %d routes programmed in %.2fs",
+            "kernel read back in %.2fs, nftables and %d routes programmed in %.2fs",
             read - started,
             self._driver.route_count,
             time.perf_counter() - read,
@@ -269,7 +272,10 @@ class Agent:
                 self.metrics.policy_errors.inc()
                 self._policy_driver.forget()
                 return
-            self.metrics.policy_apply_seconds.observe(time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            self.metrics.policy_apply_seconds.observe(elapsed)
+            if result.full:
+                log.info("nftables table rebuilt: %d commands in %.2fs", result.commands, elapsed)
             self.metrics.policy_commands.inc(result.commands)
             self.metrics.broken_policies.set(len(self._compiler.errors))
             self._policy_pending = False

@@ -8,7 +8,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from policy.model.resources import WorkloadEndpoint
+from policy.compiler.compiler import EndpointFacts
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,11 +18,14 @@ class EndpointRoutes:
     created: int = 0  # etcd create revision: of two endpoints claiming one address, the older keeps it
 
 
-def endpoint_routes(endpoint: WorkloadEndpoint, node: str, created: int = 0) -> EndpointRoutes | None:
+def endpoint_routes(endpoint: EndpointFacts, node: str, created: int = 0) -> EndpointRoutes | None:
     """The routing-relevant part of an endpoint, or None when it lives on another node."""
-    if endpoint.spec.node != node:
+    if endpoint.node != node:
         return None
-    return EndpointRoutes(endpoint.spec.interfaceName, tuple(sorted(set(endpoint.spec.ipNetworks))), created)
+    networks = endpoint.networks
+    if len(networks) > 1:
+        networks = tuple(sorted(set(networks)))
+    return EndpointRoutes(endpoint.interface, networks, created)  # one address: the same tuple
 
 
 class RouteIndex:

@@ -3,7 +3,6 @@
 import asyncio
 import errno
 import fcntl
-import ipaddress
 import logging
 import os
 import socket
@@ -15,12 +14,11 @@ from pyroute2 import AsyncIPRoute, IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.rtnl import RTMGRP_LINK
 
-from felix.kernel import WORKLOAD_ROUTE_PROTO, KernelRoute, RouteError
+from felix.kernel import KernelRoute, RouteError
 from felix.route_batch import RTM_DELROUTE, RTM_NEWROUTE, RouteBatch
 
 log = logging.getLogger(__name__)
 
-RTN_UNICAST = 1
 NTF_PROXY = 0x08
 RTM_NEWLINK, RTM_DELLINK = 16, 17
 SIOCGIFFLAGS = 0x8913
@@ -87,15 +85,7 @@ class NetlinkKernel:
         return found
 
     def workload_routes(self) -> set[KernelRoute]:
-        routes = set()
-        for family in (socket.AF_INET, socket.AF_INET6):
-            for msg in self._batch.dump_ours(family):
-                oif = msg.get_attr("RTA_OIF")
-                if msg["type"] != RTN_UNICAST or msg["proto"] != WORKLOAD_ROUTE_PROTO or oif is None:
-                    continue  # blackholes are IPAM blocks: calyx-bgp's, not ours
-                dst = msg.get_attr("RTA_DST") or ("::" if family == socket.AF_INET6 else "0.0.0.0")
-                routes.add(KernelRoute(str(ipaddress.ip_network(f"{dst}/{msg['dst_len']}")), oif))
-        return routes
+        return {route for family in (socket.AF_INET, socket.AF_INET6) for route in self._batch.dump_ours(family)}
 
     def add_routes(self, routes: Iterable[KernelRoute]) -> list[RouteError]:
         refused = list(self._batch.apply(RTM_NEWROUTE, list(routes)))

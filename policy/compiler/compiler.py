@@ -169,6 +169,11 @@ class PolicyCompiler:
     # ---- inputs -------------------------------------------------------------------------
 
     def set_endpoint(self, key: str, endpoint: WorkloadEndpoint | None) -> None:
+        self.set_facts(key, EndpointFacts.of(endpoint, self.node) if endpoint is not None else None)
+
+    def set_facts(self, key: str, facts: EndpointFacts | None) -> None:
+        """set_endpoint() for a caller that keeps the projection itself (felix, for its local
+        endpoints): one object then serves both, and the resource need not be kept at all."""
         self._endpoints.pop(key, None)
         interface = self._local.pop(key, None)
         if interface is not None:
@@ -176,7 +181,6 @@ class PolicyCompiler:
             if not self._interfaces[interface]:
                 del self._interfaces[interface]
             self._dirty_interfaces.add(interface)
-        facts = EndpointFacts.of(endpoint, self.node) if endpoint is not None else None
         if facts is not None:
             self._endpoints[key] = facts
             if facts.node == self.node:

@@ -61,8 +61,17 @@ def _workload_interface_name(value: str) -> str:
     return value
 
 
+_OCTET = "(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_CANONICAL_HOST_V4 = re.compile(rf"(?:{_OCTET}\.){{3}}{_OCTET}/32")
+
+
 def _ip_network(value: str) -> str:
-    """Canonical text of a CIDR; host bits must be zero, a bare address means /32 or /128."""
+    """Canonical text of a CIDR; host bits must be zero, a bare address means /32 or /128.
+
+    An IPv4 /32 already in canonical text (every pod's address) is returned as it is: the
+    ipaddress round trip was a third of decoding a WorkloadEndpoint at felix's start."""
+    if _CANONICAL_HOST_V4.fullmatch(value):
+        return value
     try:
         return str(ipaddress.ip_network(value, strict=True))
     except ValueError as exc:
