@@ -154,7 +154,7 @@ class PolicyCompiler:
         self._members: dict[Selection, set[str]] = {}
         self._applied: dict[str, set[str]] = defaultdict(set)  # local endpoint -> policy keys
         self._local: dict[str, str] = {}  # local endpoint key -> interface
-        self._interfaces: dict[str, set[str]] = defaultdict(set)  # interface -> local endpoint keys
+        self._interfaces: dict[str, tuple[str, ...]] = {}  # interface -> local endpoint keys (one, as a rule)
         self._chain_users: dict[str, set[str]] = defaultdict(set)  # shared endpoint chain -> interfaces
         self._views: dict[tuple, tuple[EndpointView, str]] = {}  # see _view
         self._networks: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}  # item -> (IPv4, IPv6) networks
@@ -177,15 +177,17 @@ class PolicyCompiler:
         self._endpoints.pop(key, None)
         interface = self._local.pop(key, None)
         if interface is not None:
-            self._interfaces[interface].discard(key)
-            if not self._interfaces[interface]:
+            left = tuple(k for k in self._interfaces[interface] if k != key)
+            if left:
+                self._interfaces[interface] = left
+            else:
                 del self._interfaces[interface]
             self._dirty_interfaces.add(interface)
         if facts is not None:
             self._endpoints[key] = facts
             if facts.node == self.node:
                 self._local[key] = facts.interface
-                self._interfaces[facts.interface].add(key)
+                self._interfaces[facts.interface] = self._interfaces.get(facts.interface, ()) + (key,)
                 self._dirty_interfaces.add(facts.interface)
         if facts is None or facts.node != self.node:
             self._applied.pop(key, None)
