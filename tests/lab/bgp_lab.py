@@ -122,12 +122,33 @@ class BgpLab(Lab):
         netns.in_ns(self.fabric, "ip", "-6", "addr", "add", f"{TOR6}/64", "dev", "rack", "nodad")
         netns.in_ns(self.fabric, "ip", "link", "set", "rack", "up")
 
+    def join_node(self, name: str) -> None:
+        """A node joining the rack after the build: its namespace and link, and a session for it
+        on the top-of-rack by a soft reconfiguration (BIRD keeps its other sessions up)."""
+        self._add_node(1 + max(n.index for n in [*self.nodes.values(), *self.bird_speakers.values()]), name)
+        self._write_bird_config()
+        answer = self.birdc("configure")
+        assert "Reconfigured" in answer, answer
+
     # -- BIRD -----------------------------------------------------------------------------
-    def start_bird(self, recovering: bool = False) -> Daemon:
-        """recovering: BIRD's graceful-restart recovery (-R), as after a crash of a live router."""
+    def _write_bird_config(self) -> Path:
         path = self.dir / "bird.conf"
         members = [*self.nodes.values(), *self.bird_speakers.values()]
         path.write_text(bird_config(members, self.reflector, self.bird_restart_time, self.dir / "bird.log"))
+        return path
+
+    def bird_sessions(self) -> dict[str, str]:
+        """Each established BGP protocol of the top-of-rack by name, with the time it last changed state."""
+        sessions = {}
+        for line in self.birdc("show", "protocols").splitlines():
+            words = line.split()
+            if len(words) >= 6 and words[1] == "BGP" and words[-1] == "Established":
+                sessions[words[0]] = " ".join(words[4:-1])
+        return sessions
+
+    def start_bird(self, recovering: bool = False) -> Daemon:
+        """recovering: BIRD's graceful-restart recovery (-R), as after a crash of a live router."""
+        path = self._write_bird_config()
         self.bird = self._daemon(
             "bird",
             [
