@@ -124,7 +124,8 @@ class SpeakerControl:
         overdue = bool(self._awaited) and now - self._reload_first >= RELOAD_GIVE_UP
         if overdue:
             log.warning("ExaBGP did not take a reload within %.0fs: restarting it", RELOAD_GIVE_UP)
-        return env != self._env or bool(changed) or overdue
+        emptied = not blocks and bool(self._blocks)  # no session left to keep: a restart costs nothing
+        return env != self._env or bool(changed) or overdue or emptied
 
     def reconcile(self, plan: Plan, now: float, wall: float) -> list[str]:
         """Bring ExaBGP to the plan; returns peers whose sessions were removed (forget their routes)."""

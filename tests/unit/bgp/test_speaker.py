@@ -118,6 +118,7 @@ def test_a_removed_peer_is_a_reload_and_commands_stop_naming_it():
     assert removed == ["10.0.0.9"] and control.starts == 1 and len(process.reloads) == 1
     assert process.commands[-1] == "neighbor 10.0.0.2 announce attributes next-hop self nlri 10.1.0.64/26"
     assert control.next_deadline() is None  # nothing to wait for
+    assert control.needs_restart(plan({}, peers=()), now=2)  # no neighbor at all: not a reload
 
 
 def test_a_reload_exabgp_never_takes_is_given_up_for_a_restart():
