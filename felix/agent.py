@@ -6,14 +6,13 @@ It runs in the shared DaemonLoop (policy/runtime/loop.py): the watch and link th
 enqueue; the loop's thread owns all state. Nothing is written to the kernel before the first
 complete list; after it, strays of ours are swept."""
 
-import contextlib
 import dataclasses
 import logging
 import threading
 import time
 from dataclasses import dataclass
 
-from felix.bulk import bulk_work
+from felix.bulk import Pause
 from felix.calc import RouteIndex, endpoint_routes
 from felix.config import AgentConfig
 from felix.flows import FlowLog
@@ -84,6 +83,7 @@ class Agent:
         self._consistent = False  # the held state equals etcd's at self._revision
         self._complete = False  # a first full list has arrived
         self._links_lost = False
+        self._first_sync = Pause()  # no garbage collection from the first page to the first programming
         self._next_refresh = self._next_retry = float("inf")
 
     def run(self, stop: threading.Event | None = None) -> None:
@@ -101,9 +101,11 @@ class Agent:
         )
         subscribed = threading.Event()
         self.loop.start_worker("link-watch", self._kernel.watch_links, self._on_link, stop, subscribed)
-        if not subscribed.wait(LINK_SUBSCRIBE_TIMEOUT):
+        self.loop.start_worker("etcd-watch", syncer.run)  # the first list overlaps the subscription
+        if not subscribed.wait(LINK_SUBSCRIBE_TIMEOUT):  # links are read (resync) only after it
+            stop.set()
+            self.loop.join()
             raise RuntimeError("could not subscribe to link events")
-        self.loop.start_worker("etcd-watch", syncer.run)
         if self.flow_log is not None:
             log_ = self.flow_log
             group = self.config.observe.deny_log_group
@@ -130,9 +132,11 @@ class Agent:
         if item is _LINKS_LOST:
             self._links_lost = True
         elif isinstance(item, SyncBatch):
-            with bulk_work() if not self.status.in_sync else contextlib.nullcontext():
-                self._apply_batch(item)  # the first sync builds the whole state at once
+            if not self.status.in_sync:
+                self._first_sync.start()  # the first sync builds the whole state at once
+            self._apply_batch(item)
         elif isinstance(item, Resyncing):
+            self._first_sync.finish()  # etcd may stay away: collect meanwhile
             self.status.datastore = f"re-listing after {item.reason}"
         elif isinstance(item, LinkEvent):
             self._driver.link_changed(item.name, item.ifindex)
@@ -142,8 +146,10 @@ class Agent:
             return  # nothing is written to the kernel before the first complete list
         first = not self.status.in_sync
         if first or self._links_lost or time.monotonic() >= self._next_refresh:
-            with bulk_work() if first else contextlib.nullcontext():
+            try:
                 self._start_resync()
+            finally:
+                self._first_sync.finish()
             self._links_lost = False
             self._next_refresh = time.monotonic() + self.config.route_refresh_interval
         now = time.monotonic()

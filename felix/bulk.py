@@ -13,16 +13,35 @@ import gc
 _LIBC = ctypes.CDLL(None)
 
 
+class Pause:
+    """Collection paused across several steps (felix's first sync: every page of the list, then
+    the programming), settled once at the end: one full pass, not one per page."""
+
+    def __init__(self) -> None:
+        self._was_enabled: bool | None = None  # None: not paused
+
+    def start(self) -> None:
+        if self._was_enabled is None:
+            self._was_enabled = gc.isenabled()
+            gc.disable()
+
+    def finish(self) -> None:
+        if self._was_enabled is None:
+            return
+        gc.collect()  # one full pass for whatever cycles the bulk step left behind
+        gc.freeze()  # what exists now is long-lived state: keep it out of future collections
+        if self._was_enabled:
+            gc.enable()
+        self._was_enabled = None
+        if hasattr(_LIBC, "malloc_trim"):  # glibc
+            _LIBC.malloc_trim(0)
+
+
 @contextlib.contextmanager
 def bulk_work():
-    enabled = gc.isenabled()
-    gc.disable()
+    pause = Pause()
+    pause.start()
     try:
         yield
     finally:
-        gc.collect()  # one full pass for whatever cycles the bulk step left behind
-        gc.freeze()  # what exists now is long-lived state: keep it out of future collections
-        if enabled:
-            gc.enable()
-        if hasattr(_LIBC, "malloc_trim"):  # glibc
-            _LIBC.malloc_trim(0)
+        pause.finish()

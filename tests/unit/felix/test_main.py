@@ -3,6 +3,8 @@ one-line error and exit 1, not an OSError traceback; nothing runs."""
 
 import os
 import socket
+import subprocess
+import sys
 from types import SimpleNamespace
 
 import pytest
@@ -101,3 +103,11 @@ def test_a_node_name_file_that_cannot_be_written_is_a_clean_error(stubs, tmp_pat
     result = felix_cli("--health-port", "0")
     assert result.exit_code == 1 and StubAgent.runs == 0
     assert f"cannot record the node name in {tmp_path / 'lib' / 'nodename'} (--nodename-file)" in result.output
+
+
+def test_starting_felix_does_not_import_pyroute2():
+    """pyroute2's package import (~60 ms) happens in the link-watch thread, while the first etcd
+    list is under way, not before felix can start listing."""
+    code = "import sys, felix.main; print(sorted(m for m in sys.modules if m.startswith('pyroute2')))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert result.stdout.strip() == "[]"
