@@ -164,15 +164,14 @@ def parse_resource(
             [Problem("", f"expected a mapping with apiVersion, kind, metadata, got {type(doc).__name__}")],
             item=item,
         )
-    what = _describe(doc)
-    try:
+    try:  # neither step changes doc: it is described (for the message) only when it is bad
         normalised = _normalise(doc, namespace)
         return KINDS[normalised["kind"]].model_validate(normalised)
     except _Invalid as exc:
-        raise DocumentError(source, index, [exc.problem], what, item) from None
+        raise DocumentError(source, index, [exc.problem], _describe(doc), item) from None
     except pydantic.ValidationError as exc:
         kind = doc["kind"] if isinstance(doc.get("kind"), str) else ""
-        raise DocumentError(source, index, _problems_from(exc, kind), what, item) from None
+        raise DocumentError(source, index, _problems_from(exc, kind), _describe(doc), item) from None
 
 
 def _list_kind(doc: Any) -> str | None:

@@ -20,6 +20,8 @@ _PORT_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
 def _resource_name(value: str) -> str:
+    if value.isascii() and value.isalnum() and value.islower() and len(value) <= 253:
+        return value  # [a-z0-9]+ with a letter (most names): the regex says the same, ~10x slower
     if len(value) > 253 or not _DNS_SUBDOMAIN.match(value):
         raise ValueError(
             f"{value!r} is not a valid name: lowercase letters, digits, '-' and '.', "
