@@ -35,7 +35,9 @@ def main() -> int:
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a stopped run still tears its cluster down
     print("waiting for the machine to be quiet...", flush=True)
+    waiting = time.perf_counter()
     loads = [wait_for_quiet()]
+    print(f"  waited {time.perf_counter() - waiting:.0f} s", flush=True)
     enter_controller_namespace("cxbench")
     cluster = ConvergeCluster(nodes=args.nodes, per_node=args.per_node, timeout=180)
     try:
@@ -44,8 +46,12 @@ def main() -> int:
         print(f"{args.nodes} nodes up in {time.perf_counter() - started:.1f} s", flush=True)
         bursts = []
         for k in range(args.bursts):
+            begun = time.perf_counter()
             if k:
-                print(f"  cleared in {cluster.clear():.2f} s", flush=True)
+                converged = cluster.clear()
+                print(
+                    f"  cleared in {cluster.clear_writes_seconds:.2f} s, converged {converged:.2f} s after", flush=True
+                )
             time.sleep(2)  # the previous burst's status writes and BGP updates settle
             burst = cluster.burst()
             bursts.append(burst)
@@ -54,14 +60,18 @@ def main() -> int:
                 f"  burst {k + 1}: {burst.endpoints} endpoints written in {burst.write_seconds:.2f} s, converged "
                 f"{burst.converge_seconds:.2f} s after the last write; felix received "
                 f"{min(burst.felix_changes.values())}-{max(burst.felix_changes.values())} keys "
-                f"(bare watch {burst.watch_changes})",
+                f"(bare watch {burst.watch_changes}); {time.perf_counter() - begun:.0f} s with the clear before it",
                 flush=True,
             )
+        checking = time.perf_counter()
         missing = cluster.check_routes() + cluster.check_sets()
         memory = cluster.memory_kib()
+        print(f"kernel checked on every node in {time.perf_counter() - checking:.1f} s", flush=True)
     finally:
+        stopping = time.perf_counter()
         cluster.destroy()
         leave_controller_namespace()
+        print(f"torn down in {time.perf_counter() - stopping:.1f} s", flush=True)
     lag = statistics.median(b.converge_seconds for b in bursts)
     whole = statistics.median(b.write_seconds + b.converge_seconds for b in bursts)
     writes = statistics.median(b.write_seconds for b in bursts)

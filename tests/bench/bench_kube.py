@@ -14,7 +14,6 @@ returned, polled every 5 ms. Bounded: --changes changes of each kind (default 10
     python -m tests.bench.bench_kube [--changes 100] [--pods 10000] [--policies 1000]"""
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
@@ -22,17 +21,12 @@ import time
 
 from policy.datastore.store import WriteMode
 from policy.model.documents import parse_resource
+from tests.lab.interfaces import wait_for_quiet
 from tests.lab.kube_lab import KubeControllersInLab, pod_object
 from tests.lab.processes import rss_kib
 from tests.lab.topology import Lab, enter_controller_namespace, leave_controller_namespace
 
 NAMESPACES = 10
-
-
-def wait_until_quiet(limit: float = 1.0, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while os.getloadavg()[0] > limit and time.monotonic() < deadline:
-        time.sleep(2)
 
 
 def address(i: int) -> str:
@@ -146,7 +140,7 @@ def main() -> int:
     parser.add_argument("--policies", type=int, default=1000)
     args = parser.parse_args()
     print("waiting for the machine to be quiet...", flush=True)
-    wait_until_quiet()
+    wait_for_quiet()
     enter_controller_namespace("cxbench")
     lab = Lab(nodes=1)
     kube = None
