@@ -33,11 +33,15 @@ def test_kernel_routes_match_endpoints_and_interfaces_are_configured(cluster):
             (f"{w.ipv6}/128", w.interface) for w in node.workloads
         }
         assert cluster.kernel_routes(name) == expected
-        w = node.workloads[0]
         sysctl = lambda key: open_ns_sysctl(node.netns, key)  # noqa: E731
-        assert sysctl(f"net.ipv4.conf.{w.interface}.proxy_arp") == "1"
-        assert sysctl(f"net.ipv4.neigh.{w.interface}.proxy_delay") == "0"
-        assert sysctl(f"net.ipv6.conf.{w.interface}.proxy_ndp") == "1"
+        for w in node.workloads:  # IPv4's by netlink, IPv6's through /proc/sys
+            assert sysctl(f"net.ipv4.conf.{w.interface}.proxy_arp") == "1"
+            assert sysctl(f"net.ipv4.conf.{w.interface}.rp_filter") == "1"
+            assert sysctl(f"net.ipv4.neigh.{w.interface}.proxy_delay") == "0"
+            assert sysctl(f"net.ipv4.conf.{w.interface}.forwarding") == "1"
+            assert sysctl(f"net.ipv6.conf.{w.interface}.proxy_ndp") == "1"
+            assert sysctl(f"net.ipv6.neigh.{w.interface}.proxy_delay") == "0"
+            assert sysctl(f"net.ipv6.conf.{w.interface}.accept_ra") == "0"
         assert sysctl("net.ipv4.ip_forward") == "1"
 
 
