@@ -16,10 +16,11 @@ import time
 
 from tests.lab.interfaces import load_average
 
+# In order; the 20-node cluster last: its 40 daemons leave the load average high for minutes,
+# and the per-packet figures of the policy benchmark measured after it were off by 50%.
 BENCHMARKS = (
     "bench_routes",
     "bench_cluster_agent",
-    "bench_cluster_converge",
     "bench_policy",
     "bench_counters",
     "bench_bgp",
@@ -27,7 +28,11 @@ BENCHMARKS = (
     "bench_explain",
     "bench_kube",
     "bench_cni",
+    "bench_cluster_converge",
 )
+# Each burst of the 20-node benchmark takes 2 minutes on 2 cores (40 daemons share them): 3 of
+# them keep the whole run within 20 minutes; run it alone for the 5 bursts of issue 15.
+ARGUMENTS = {"bench_cluster_converge": ("--bursts", "3")}
 
 
 def run(cmd: list[str], timeout: float, grace: float = 60) -> str:
@@ -61,7 +66,7 @@ def main() -> int:
     for name in args.only or BENCHMARKS:
         print(f"\n=== {name} (load average {load_average():.2f})", flush=True)
         begun = time.monotonic()
-        outcome = run([sys.executable, "-m", f"tests.bench.{name}"], args.timeout)
+        outcome = run([sys.executable, "-m", f"tests.bench.{name}", *ARGUMENTS.get(name, ())], args.timeout)
         seconds = time.monotonic() - begun
         results.append((name, seconds, outcome))
         print(f"=== {name}: {seconds:.0f} s, {outcome} (load average {load_average():.2f})", flush=True)
