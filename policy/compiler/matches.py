@@ -7,6 +7,7 @@ from collections.abc import Callable
 from itertools import product
 
 from policy.compiler.sets import Selection, SetSpec, collapse
+from policy.compiler.transaction import element_literal
 from policy.model.rules import PROTOCOL_NUMBERS, EntityRule, ICMPMatch, Rule
 
 ACCEPT_MARK = 0x10000
@@ -65,9 +66,7 @@ def _nets(family: int, nets: list[str], want: WantSet) -> str | dict:
     a set of its own took libnftables and the kernel 1.5 minutes to load, quadratic in the sets."""
     elements = collapse(nets)
     if len(elements) == 1:
-        (only,) = elements
-        address, _, length = only.partition("/")
-        return {"prefix": {"addr": address, "len": int(length)}} if length else address
+        return element_literal(next(iter(elements)))
     return "@" + want(SetSpec(family, nets=tuple(sorted(nets))))
 
 

@@ -195,10 +195,10 @@ def _check_interface(name: str, interface: object) -> None:
 
 
 # -- libnftables JSON ---------------------------------------------------------------------------
-def _element(v):
+def element_literal(v):
     """An address, a prefix, or a concatenation of them with protocol and port numbers."""
     if isinstance(v, tuple):
-        return {"concat": [_element(x) if isinstance(x, str) else x for x in v]}
+        return {"concat": [element_literal(x) if isinstance(x, str) else x for x in v]}
     if "/" in v:
         net = ipaddress.ip_network(v)
         return {"prefix": {"addr": str(net.network_address), "len": net.prefixlen}}
@@ -228,7 +228,7 @@ def _json(verb: Verb, obj: Object) -> dict:
             if obj.interval:
                 body["flags"] = ["interval"]
             if obj.elements:
-                body["elem"] = [_element(e) for e in obj.elements]
+                body["elem"] = [element_literal(e) for e in obj.elements]
         return {"set": body}
     if isinstance(obj, Map):
         body = {**_T, "name": obj.name}
@@ -238,7 +238,7 @@ def _json(verb: Verb, obj: Object) -> dict:
                 body["elem"] = _verdicts(obj.elements)
         return {"map": body}
     if isinstance(obj, SetElements):
-        return {"element": {**_T, "name": obj.set, "elem": [_element(e) for e in obj.values]}}
+        return {"element": {**_T, "name": obj.set, "elem": [element_literal(e) for e in obj.values]}}
     elem = _verdicts(obj.elements) if verb == "add" else [interface for interface, _ in obj.elements]
     return {"element": {**_T, "name": obj.map, "elem": elem}}
 
@@ -258,7 +258,7 @@ def _hook(hook: Hook) -> str:
 
 def _text_elements(t: SetType, values: tuple) -> str:
     quote: bool | tuple[bool, ...] = tuple(p == "ifname" for p in t) if isinstance(t, tuple) else t == "ifname"
-    return ", ".join(value(_element(v), quote) for v in values)
+    return ", ".join(value(element_literal(v), quote) for v in values)
 
 
 def _text_verdicts(elements: tuple[tuple[str, str], ...]) -> str:

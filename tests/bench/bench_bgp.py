@@ -39,13 +39,16 @@ def bulk_prefixes(count: int) -> list[str]:
     return [str(net) for net in itertools.islice(BULK.subnets(new_prefix=26), count)]
 
 
-def source_config(address: str, prefixes: list[str]) -> str:
+def source_config(address: str, prefixes: list[str], announcing: bool = False) -> str:
+    """announcing: the bulk routes on from the start, and no `connect delay time` (BIRD waits 5 s
+    after its start before it connects; ExaBGP does not), for the cold-start comparison."""
     routes = "\n".join(f"  route {p} blackhole;" for p in prefixes)
+    bulk, delay = ("", " connect delay time 0;") if announcing else (" disabled;", "")
     return (
         f"router id {address};\nprotocol device {{}}\n"
         f"protocol static probe {{ ipv4; disabled; route {BIRD_PROBE} blackhole; }}\n"
-        f"protocol static bulk {{ ipv4; disabled;\n{routes}\n}}\n"
-        f"protocol bgp tor {{ local {address} as {AS_NUMBER}; neighbor {TOR} as {AS_NUMBER}; direct;\n"
+        f"protocol static bulk {{ ipv4;{bulk}\n{routes}\n}}\n"
+        f"protocol bgp tor {{ local {address} as {AS_NUMBER}; neighbor {TOR} as {AS_NUMBER}; direct;{delay}\n"
         f'  ipv4 {{ import none; export where proto = "probe" || proto = "bulk"; next hop self; }}; }}\n'
     )
 
@@ -160,11 +163,7 @@ def calyx_throughput(lab: BgpLab, prefixes: list[str]) -> tuple[float, float]:
 def bird_cold(lab: BgpLab, prefixes: list[str]) -> float:
     """BIRD started with the 10,000 static routes until all are in the reflector's table."""
     name = "bsrc"
-    config = source_config(node_address(3)[0], prefixes).replace(
-        "protocol static bulk { ipv4; disabled;", "protocol static bulk { ipv4;"
-    )
-    # BIRD waits 5 s after its start before it connects (`connect delay time`); ExaBGP does not.
-    config = config.replace("direct;\n", "direct; connect delay time 0;\n")
+    config = source_config(node_address(3)[0], prefixes, announcing=True)
     daemon = next(d for d in lab.daemons if d.name == f"bird-{name}")
     daemon.kill9()
     lab.daemons.remove(daemon)

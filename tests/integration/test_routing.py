@@ -34,7 +34,7 @@ def test_kernel_routes_match_endpoints_and_interfaces_are_configured(cluster):
         }
         assert cluster.kernel_routes(name) == expected
         sysctl = lambda key: open_ns_sysctl(node.netns, key)  # noqa: E731
-        for w in node.workloads:  # IPv4's by netlink, IPv6's through /proc/sys
+        for w in node.workloads:
             assert sysctl(f"net.ipv4.conf.{w.interface}.proxy_arp") == "1"
             assert sysctl(f"net.ipv4.conf.{w.interface}.rp_filter") == "1"
             assert sysctl(f"net.ipv4.neigh.{w.interface}.proxy_delay") == "0"

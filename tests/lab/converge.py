@@ -86,8 +86,7 @@ class ConvergeCluster:
         """Every daemon told to stop at once (one by one, 41 of them took a minute), the nodes'
         interfaces removed meanwhile, then the lab's own teardown (each daemon waited for)."""
         for daemon in self.lab.daemons:
-            if daemon.proc is not None and daemon.proc.poll() is None:
-                daemon.proc.terminate()
+            daemon.terminate()
         with concurrent.futures.ThreadPoolExecutor(8) as pool:
             list(pool.map(remove_interfaces, [node.netns for node in self.lab.nodes.values()]))
         self.lab.destroy()
