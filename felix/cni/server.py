@@ -150,16 +150,26 @@ def serve(server: CniServer, path: str, max_requests: int, read_timeout: float, 
         Path(path).unlink(missing_ok=True)
 
 
+def exchange(path: str, request: bytes, timeout: float) -> tuple[int, bytes]:
+    """Send one request and read its answer. A server that turns the request away answers
+    before reading it and closes, so a broken pipe while sending still has an answer to read
+    (as the C client does)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        conn.settimeout(timeout)
+        conn.connect(path)
+        try:
+            conn.sendall(request)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        return read_answer(_read_exactly(conn))
+
+
 def probe(path: str, timeout: float) -> str | None:
     """A VERSION request through the socket (the probe of the calyx-node pod): None when the
     server answered it, else what went wrong."""
     request = encode_request("calyx-cni", {"CNI_COMMAND": "VERSION"}, b'{"cniVersion": "1.0.0"}')
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
-            conn.settimeout(timeout)
-            conn.connect(path)
-            conn.sendall(request)
-            code, stdout = read_answer(_read_exactly(conn))
+        code, stdout = exchange(path, request, timeout)
     except (OSError, WireError) as exc:
         return f"no answer on {path}: {exc}"
     if code != 0 or "supportedVersions" not in json.loads(stdout or b"{}"):

@@ -4,7 +4,6 @@ and the static C client against a served socket."""
 
 import json
 import shutil
-import socket
 import subprocess
 import threading
 from pathlib import Path
@@ -15,8 +14,8 @@ from click.testing import CliRunner
 from felix.cni.ipam import CalyxIpam
 from felix.cni.plugin import CniPlugin, Services
 from felix.cni.protocol import SUPPORTED_VERSIONS, CniError, version_result
-from felix.cni.server import CniServer, cli, probe, serve
-from felix.cni.wire import encode_request, read_answer
+from felix.cni.server import CniServer, cli, exchange, probe, serve
+from felix.cni.wire import encode_request
 from tests.unit.felix.cni.conftest import Harness
 
 CLIENT_SOURCE = Path(__file__).parents[4] / "felix/cni/client/calyx-cni.c"
@@ -116,14 +115,16 @@ def served(tmp_path):
     assert not Path(path).exists()
 
 
-def call(path: str, container: str) -> tuple[int, dict]:
+def call(path: str, container: str, padding: int = 0) -> tuple[int, dict]:
     env = {"CNI_COMMAND": "DEL", "CNI_CONTAINERID": container, "CNI_IFNAME": "eth0", "CNI_PATH": "/x"}
-    conf = {"cniVersion": "1.0.0", "name": "n", "type": "calyx-cni", "ipam": {"type": "calyx-ipam"}}
-    with socket.socket(socket.AF_UNIX) as conn:
-        conn.settimeout(10)
-        conn.connect(path)
-        conn.sendall(encode_request("calyx-cni", env, json.dumps(conf).encode()))
-        code, stdout = read_answer(lambda n: conn.recv(n, socket.MSG_WAITALL))
+    conf = {
+        "cniVersion": "1.0.0",
+        "name": "n",
+        "type": "calyx-cni",
+        "ipam": {"type": "calyx-ipam"},
+        "pad": "x" * padding,
+    }
+    code, stdout = exchange(path, encode_request("calyx-cni", env, json.dumps(conf).encode()), 10)
     return code, json.loads(stdout)
 
 
@@ -135,6 +136,8 @@ def test_requests_over_the_cap_are_told_to_try_again_later(served):
     assert started.acquire(timeout=5)
     code, error = call(path, "c2")
     assert code == 1 and error["code"] == 11 and "busy" in error["msg"]
+    code, error = call(path, "c3", padding=900_000)  # more than the socket buffers: the send breaks
+    assert code == 1 and error["code"] == 11
     go.set()
     thread.join(10)
     assert first == [(0, {"cniVersion": "1.0.0", "echo": "c1"})]
@@ -156,6 +159,25 @@ def test_the_c_client_speaks_the_wire_format(served, client):
     conf = {"cniVersion": "1.0.0", "name": "n", "type": "calyx-cni", "ipam": {"type": "calyx-ipam"}}
     done = subprocess.run([client], input=json.dumps(conf).encode(), env=env, capture_output=True, timeout=20)
     assert (done.returncode, json.loads(done.stdout)) == (0, {"cniVersion": "1.0.0", "echo": "c9"})
+
+
+def test_the_c_client_turned_away_mid_send_reports_the_busy_answer(served, client):
+    path, go, started = served
+    first = threading.Thread(target=lambda: call(path, "c1"))
+    first.start()
+    assert started.acquire(timeout=5)
+    env = {"CALYX_CNI_SOCKET": path, "CNI_COMMAND": "DEL", "CNI_CONTAINERID": "c2", "CNI_IFNAME": "e", "CNI_PATH": "/"}
+    conf = {
+        "cniVersion": "1.0.0",
+        "name": "n",
+        "type": "calyx-cni",
+        "ipam": {"type": "calyx-ipam"},
+        "pad": "x" * 900_000,
+    }
+    done = subprocess.run([client], input=json.dumps(conf).encode(), env=env, capture_output=True, timeout=20)
+    go.set()
+    first.join(10)
+    assert done.returncode == 1 and json.loads(done.stdout)["code"] == 11, done.stderr
 
 
 def test_the_c_client_finds_the_socket_in_the_configuration(served, client):
