@@ -36,6 +36,10 @@ def _digest(text: str) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
+def _interned(text: str | None) -> str | None:
+    return None if text is None else sys.intern(text)
+
+
 @dataclass(frozen=True, slots=True)
 class EndpointFacts:
     """What the compiler needs of a WorkloadEndpoint: 100,000 of these stay small, where the
@@ -62,9 +66,9 @@ class EndpointFacts:
             tuple(spec.ipNetworks),
             shared_labels(endpoint.metadata.labels),
             tuple(sys.intern(p) for p in spec.profiles),
-            tuple((p.name, PROTOCOL_NUMBERS[p.protocol], p.port) for p in spec.ports),
-            spec.serviceAccountName,
-            spec.orchestrator,
+            tuple((sys.intern(p.name), PROTOCOL_NUMBERS[p.protocol], p.port) for p in spec.ports),
+            _interned(spec.serviceAccountName),  # shared by the pods of a service account
+            _interned(spec.orchestrator),  # "k8s" for nearly all
         )
 
 
@@ -157,7 +161,10 @@ class PolicyCompiler:
         self._interfaces: dict[str, tuple[str, ...]] = {}  # interface -> local endpoint keys (one, as a rule)
         self._chain_users: dict[str, set[str]] = defaultdict(set)  # shared endpoint chain -> interfaces
         self._views: dict[tuple, tuple[EndpointView, str]] = {}  # see _view
-        self._networks: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}  # item -> (IPv4, IPv6) networks
+        # item -> its networks per family, ready for set elements; most items are IPv4 only, so
+        # the IPv4 map shares the item's own tuple and the IPv6 map holds dual-stack items only
+        self._ipv4: dict[str, tuple[str, ...]] = {}
+        self._ipv6: dict[str, tuple[str, ...]] = {}
         self._dirty_items: set[str] = set()
         self._namespaces_changed = False
         self._dirty_interfaces: set[str] = set()
@@ -325,11 +332,14 @@ class PolicyCompiler:
             else None
         )
         if networks is None:
-            self._networks.pop(key, None)
-        elif all(":" not in n for n in networks):  # IPv4 only: no second copy of the tuple
-            self._networks[key] = (tuple(networks), ())
-        else:  # per family, ready for set elements
-            self._networks[key] = (tuple(n for n in networks if ":" not in n), tuple(n for n in networks if ":" in n))
+            self._ipv4.pop(key, None)
+            self._ipv6.pop(key, None)
+        elif all(":" not in n for n in networks):
+            self._ipv4[key] = tuple(networks)  # the same tuple when it is one already
+            self._ipv6.pop(key, None)
+        else:
+            self._ipv4[key] = tuple(n for n in networks if ":" not in n)
+            self._ipv6[key] = tuple(n for n in networks if ":" in n)
 
     def _item(self, key: str) -> Item | None:
         if key in self._endpoints:
@@ -428,7 +438,7 @@ class PolicyCompiler:
             self._change_applied(old - members, users, add=False)
 
     def _addresses(self, key: str, family: int) -> tuple[str, ...]:
-        return self._networks[key][family == 6]
+        return self._ipv6.get(key, ()) if family == 6 else self._ipv4[key]
 
     def _elements(self, spec: SetSpec) -> frozenset:
         if spec.selection is None:

@@ -8,10 +8,10 @@ from policy.model.resources import Metadata, WorkloadEndpoint, WorkloadEndpointS
 from policy.model.selector import parse_selector
 
 
-def endpoint(name: str, node: str, address: str, labels: dict[str, str]) -> WorkloadEndpoint:
+def endpoint(name: str, node: str, address: str, labels: dict[str, str], *more: str, **spec) -> WorkloadEndpoint:
     return WorkloadEndpoint(
         metadata=Metadata(name=name, namespace="ns", labels=labels),
-        spec=WorkloadEndpointSpec(node=node, interfaceName=f"cx{name}", ipNetworks=[f"{address}/32"]),
+        spec=WorkloadEndpointSpec(node=node, interfaceName=f"cx{name}", ipNetworks=[f"{address}/32", *more], **spec),
     )
 
 
@@ -40,7 +40,29 @@ def test_another_nodes_endpoint_keeps_no_interface_name_and_one_networks_tuple()
     compiler.set_endpoint("local", endpoint("local", "n1", "10.0.0.2", {}))
     assert compiler._endpoints["remote"].interface == ""
     assert compiler._endpoints["local"].interface == "cxlocal"
-    assert compiler._networks["remote"][0] is compiler._endpoints["remote"].networks
+    assert compiler._ipv4["remote"] is compiler._endpoints["remote"].networks
+    assert "remote" not in compiler._ipv6  # IPv4 only: nothing held for IPv6
+
+
+def test_a_dual_stack_endpoint_is_split_by_family_and_back_to_one_when_single_stack():
+    compiler = PolicyCompiler("n1")
+    compiler.set_endpoint("d", endpoint("d", "n2", "10.0.0.1", {}, "fd00::1/128"))
+    assert (compiler._ipv4["d"], compiler._ipv6["d"]) == (("10.0.0.1/32",), ("fd00::1/128",))
+    compiler.set_endpoint("d", endpoint("d", "n2", "10.0.0.1", {}))
+    assert "d" not in compiler._ipv6
+    compiler.set_endpoint("d", None)
+    assert "d" not in compiler._ipv4
+
+
+def test_strings_many_endpoints_carry_are_one_object():
+    compiler = PolicyCompiler("n1")
+    for name in ("a", "b"):
+        account = "".join(["web", "-sa"])  # a new string each time, as decoding makes them
+        compiler.set_endpoint(
+            name, endpoint(name, "n2", "10.0.0.1", {}, orchestrator="k8s", serviceAccountName=account)
+        )
+    a, b = compiler._endpoints["a"], compiler._endpoints["b"]
+    assert a.orchestrator is b.orchestrator and a.service_account is b.service_account
 
 
 def test_a_host_address_in_two_sets_is_one_string():
