@@ -84,6 +84,7 @@ class WorkloadRouteDriver:
             self.resync()
         deletes: list[KernelRoute] = []
         adds: list[KernelRoute] = []
+        wanted: dict[int, tuple[str, ...]] = {}
         for stale in self._dirty_indexes:
             deletes.extend(KernelRoute(dst, stale) for dst in self._programmed.get(stale, ()))
         for name in self._dirty_interfaces:
@@ -97,12 +98,16 @@ class WorkloadRouteDriver:
             desired = self._desired.get(name, ())
             if name in self._desired:
                 self._configure(name, ifindex, desired)
+                wanted[ifindex] = desired
             have = self._programmed.get(ifindex, ())
             deletes.extend(KernelRoute(dst, ifindex) for dst in have if dst not in desired)
             adds.extend(KernelRoute(dst, ifindex) for dst in desired if dst not in have)
         result = RouteApplyResult()
         failed = self._record(self._kernel.delete_routes(deletes), deletes, added=False, result=result)
         failed |= self._record(self._kernel.add_routes(adds), adds, added=True, result=result)
+        for ifindex, desired in wanted.items():
+            if self._programmed.get(ifindex) == desired:
+                self._programmed[ifindex] = desired  # one tuple for both: 48 bytes per interface
         names = {index: name for name, index in self._links.items()}
         self._dirty_indexes = {ifindex for ifindex in failed if ifindex not in names}
         self._dirty_interfaces = {names[ifindex] for ifindex in failed if ifindex in names}

@@ -13,6 +13,7 @@ from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from policy.compiler.claims import Claims, claim, claimants, release
 from policy.compiler.endpoints import EndpointView, endpoint_chain
 from policy.compiler.labels import Item, LabelIndex, shared_labels
 from policy.compiler.matches import compile_rule
@@ -158,8 +159,10 @@ class PolicyCompiler:
         self._members: dict[Selection, set[str]] = {}
         self._applied: dict[str, set[str]] = defaultdict(set)  # local endpoint -> policy keys
         self._local: dict[str, str] = {}  # local endpoint key -> interface
-        self._interfaces: dict[str, tuple[str, ...]] = {}  # interface -> local endpoint keys (one, as a rule)
-        self._chain_users: dict[str, set[str]] = defaultdict(set)  # shared endpoint chain -> interfaces
+        self._interfaces: Claims = {}  # interface -> local endpoint keys (one, as a rule)
+        # shared endpoint chain -> how many interfaces jump to it (a set of 10,000 names cost ~50
+        # bytes per interface; the maps of the ruleset say which ones)
+        self._chain_users: dict[str, int] = {}
         self._views: dict[tuple, tuple[EndpointView, str]] = {}  # see _view
         # item -> its networks per family, ready for set elements; most items are IPv4 only, so
         # the IPv4 map shares the item's own tuple and the IPv6 map holds dual-stack items only
@@ -184,17 +187,13 @@ class PolicyCompiler:
         self._endpoints.pop(key, None)
         interface = self._local.pop(key, None)
         if interface is not None:
-            left = tuple(k for k in self._interfaces[interface] if k != key)
-            if left:
-                self._interfaces[interface] = left
-            else:
-                del self._interfaces[interface]
+            release(self._interfaces, interface, key)
             self._dirty_interfaces.add(interface)
         if facts is not None:
             self._endpoints[key] = facts
             if facts.node == self.node:
                 self._local[key] = facts.interface
-                self._interfaces[facts.interface] = self._interfaces.get(facts.interface, ()) + (key,)
+                claim(self._interfaces, facts.interface, key)
                 self._dirty_interfaces.add(facts.interface)
         if facts is None or facts.node != self.node:
             self._applied.pop(key, None)
@@ -463,11 +462,11 @@ class PolicyCompiler:
         return frozenset(elements)
 
     def _build_interface(self, interface: str) -> None:
-        keys = self._interfaces.get(interface)
+        keys = claimants(self._interfaces, interface)
         for table, direction in ((self._ruleset.to_workload, "Ingress"), (self._ruleset.from_workload, "Egress")):
             old = table.pop(interface, None)
             if old is not None:
-                self._chain_users[old].discard(interface)
+                self._chain_users[old] -= 1
                 if not self._chain_users[old]:
                     del self._chain_users[old], self._ruleset.chains[old]
             if not keys:
@@ -476,7 +475,7 @@ class PolicyCompiler:
             view, name = self._view(owner, direction)
             if name not in self._chain_users:
                 self._ruleset.chains[name] = endpoint_chain(view, direction, self._observe)
-            self._chain_users[name].add(interface)
+            self._chain_users[name] = self._chain_users.get(name, 0) + 1
             table[interface] = name
         sources = self._endpoints[min(keys)].networks if keys else None
         if self._ruleset.sources.get(interface) != sources:
