@@ -12,7 +12,18 @@ from felix.attach import IPV4_GATEWAY, IPV6_GATEWAY, Attachment, InterfaceExists
 from felix.kernel import KernelRoute, RouteError
 from felix.nft import NftError, TableListing
 from policy.compiler.transaction import Transaction
-from policy.datastore.kv import ABSENT, ANY, PRESENT, Change, Compacted, Conflict, KeyValue, Unavailable, Write
+from policy.datastore.kv import (
+    ABSENT,
+    ANY,
+    LIST_PAGE_SIZE,
+    PRESENT,
+    Change,
+    Compacted,
+    Conflict,
+    KeyValue,
+    Unavailable,
+    Write,
+)
 
 
 class FakeKV:
@@ -52,7 +63,7 @@ class FakeKV:
             self._check_up()
             return self.data.get(key)
 
-    def pages(self, prefix: str, page_size: int = 1000):
+    def pages(self, prefix: str, page_size: int = LIST_PAGE_SIZE):
         with self._cond:
             self._check_up()
             self.list_calls += 1

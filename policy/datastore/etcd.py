@@ -18,6 +18,7 @@ from etcd3.utils import increment_last_byte
 from policy.datastore.kv import (
     ABSENT,
     ANY,
+    LIST_PAGE_SIZE,
     PRESENT,
     Change,
     Compacted,
@@ -43,8 +44,8 @@ _GRPC_OPTIONS = [
     ("grpc.http2.max_pings_without_data", 0),
     ("grpc.initial_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 1_000),
-    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
 ]
+MAX_RESPONSE_BYTES = 64 * 1024 * 1024  # a list page larger than this is asked for again in smaller pages
 _RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED}
 
 
@@ -65,8 +66,14 @@ def parse_endpoint(url: str) -> tuple[str, str, int]:
     return parts.scheme, parts.hostname, parts.port or 2379
 
 
+class ResponseTooLarge(KVError):
+    """A response over the client's receive limit (gRPC RESOURCE_EXHAUSTED)."""
+
+
 def _rpc_error(exc: grpc.RpcError) -> KVError:
     code, details = exc.code(), exc.details() or ""
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return ResponseTooLarge(f"etcd error {code.name}: {details}")
     if code == grpc.StatusCode.OUT_OF_RANGE and "compacted" in details:
         return Compacted(0)
     if code in _RETRYABLE:
@@ -75,8 +82,9 @@ def _rpc_error(exc: grpc.RpcError) -> KVError:
 
 
 class EtcdKV:
-    def __init__(self, settings: EtcdSettings):
+    def __init__(self, settings: EtcdSettings, max_response_bytes: int = MAX_RESPONSE_BYTES):
         self._settings = settings
+        self._grpc_options = [*_GRPC_OPTIONS, ("grpc.max_receive_message_length", max_response_bytes)]
         self._endpoints = [parse_endpoint(url) for url in settings.endpoints]
         if not self._endpoints:
             raise ValueError("no etcd endpoints configured")
@@ -106,7 +114,7 @@ class EtcdKV:
                     cert_key=self._settings.key_file if tls else None,
                     cert_cert=self._settings.cert_file if tls else None,
                     timeout=self._settings.timeout,
-                    grpc_options=_GRPC_OPTIONS,
+                    grpc_options=self._grpc_options,
                 )
             return self._client
 
@@ -143,12 +151,20 @@ class EtcdKV:
         kv = response.kvs[0]
         return _key_value(kv)
 
-    def pages(self, prefix: str, page_size: int = 1000) -> Iterator[tuple[list[KeyValue], int]]:
+    def pages(self, prefix: str, page_size: int = LIST_PAGE_SIZE) -> Iterator[tuple[list[KeyValue], int]]:
+        """A page too large to receive is asked for again a quarter the size, down to one key."""
         start, end = prefix.encode(), increment_last_byte(prefix.encode())
         revision = 0
         while True:
             request = etcdrpc.RangeRequest(key=start, range_end=end, limit=page_size, revision=revision)
-            response = self._call("Range", request)
+            try:
+                response = self._call("Range", request)
+            except ResponseTooLarge:
+                if page_size == 1:
+                    raise
+                page_size = max(1, page_size // 4)
+                log.info("a list page of %s was too large: asking for %d keys at a time", prefix, page_size)
+                continue
             revision = revision or response.header.revision
             yield (
                 [KeyValue(key_text(kv.key), kv.value, kv.mod_revision, kv.create_revision) for kv in response.kvs],

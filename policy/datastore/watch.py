@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from threading import Event
 
-from policy.datastore.kv import KV, Change, Compacted, KVError
+from policy.datastore.kv import KV, LIST_PAGE_SIZE, Change, Compacted, KVError
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ class Syncer:
         emit: Callable[[SyncBatch], None],
         stop: Event,
         backoff: Backoff = Backoff(),
-        page_size: int = 1000,
+        page_size: int = LIST_PAGE_SIZE,
         on_resync: Callable[[str], None] = lambda reason: None,
         guard: WatchGuard = WatchGuard(),
     ):

@@ -8,7 +8,9 @@ import threading
 import pytest
 import yaml
 
+from policy.datastore.etcd import EtcdKV, EtcdSettings
 from policy.datastore.keys import resources_root
+from policy.datastore.kv import KVError, Write
 from policy.datastore.store import WriteMode
 from policy.datastore.watch import Backoff, SyncBatch, Syncer
 from policy.runtime.status import StatusWriter, bgp_status_key, policy_status_key
@@ -161,3 +163,19 @@ def test_status_writes_of_many_nodes_never_reach_a_watching_daemon(lab_factory):
     status_events = [key for key in keys if "/status/" in key]
     assert written == 80 and len(lab.etcdctl("get", "--prefix", f"{lab.prefix}/status/", "--keys-only").split()) == 16
     assert status_events == [] and keys == ["/calyx/v1/nodes/node1"], f"{len(status_events)} status events received"
+
+
+def test_a_list_page_over_the_receive_limit_is_asked_for_again_in_smaller_pages(lab_factory):
+    """Pages are large (etcd counts the rest of the range for each one): one that the client
+    may not receive is fetched again smaller, down to a key at a time; a lone key over the
+    limit is an error, never a loop."""
+    lab = lab_factory(nodes=0)
+    values = {f"/big/k{i:03}": bytes([65 + i % 26]) * 4096 for i in range(50)}
+    lab.kv.commit([Write(key, value) for key, value in values.items()])
+    small = EtcdKV(EtcdSettings(endpoints=(lab.etcd_url,), timeout=3), max_response_bytes=32 * 1024)
+    pages = [page for page, _ in small.pages("/big/", page_size=100)]
+    assert [(kv.key, kv.value) for page in pages for kv in page] == sorted(values.items())
+    assert max(len(page) for page in pages) < 8  # 100 -> 25 -> 6 keys of 4 KiB under 32 KiB
+    lab.kv.commit([Write("/huge/one", b"x" * 40 * 1024)])
+    with pytest.raises(KVError, match="RESOURCE_EXHAUSTED"):
+        list(small.pages("/huge/", page_size=100))
