@@ -82,8 +82,10 @@ class Conflict(KVError):
 
 
 # etcd counts every key left in the range for each page it serves, so small pages make a list
-# quadratic: 102,000 keys took 3.0 s in pages of 1,000 and 1.6 s in pages of 5,000 (issue 15)
-LIST_PAGE_SIZE = 5000
+# quadratic: 102,000 keys took 3.0 s in pages of 1,000, 2.0 s in pages of 2,500 and 1.6 s in
+# pages of 5,000. Larger pages cost memory that stays with the process: felix's RSS at 100,000
+# endpoints was 246 MiB with pages of 2,500 and 260 MiB with 5,000 (docs/benchmarks.md).
+LIST_PAGE_SIZE = 2500
 
 
 class KV(Protocol):
