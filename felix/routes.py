@@ -27,7 +27,7 @@ class WorkloadRouteDriver:
         self._desired: dict[str, tuple[str, ...]] = {}
         self._programmed: dict[int, tuple[str, ...]] = {}  # ifindex -> our routes believed in the kernel
         self.route_count = 0
-        self._configured: dict[str, tuple[int, bool, bool]] = {}
+        self._configured: dict[str, int] = {}  # interface -> _settings() of what it was configured for
         self._dirty_interfaces: set[str] = set()
         self._dirty_indexes: set[int] = set()
         self._needs_resync = False
@@ -72,7 +72,7 @@ class WorkloadRouteDriver:
         wanted = {self._links[name] for name in self._desired if name in self._links}
         self._dirty_indexes = set(self._programmed) - wanted
         self._dirty_interfaces = set(self._desired)
-        self._configured = {n: c for n, c in self._configured.items() if self._links.get(n) == c[0]}
+        self._configured = {n: c for n, c in self._configured.items() if self._links.get(n) == c >> 2}
 
     def resync_pending(self) -> None:
         """After an unexpected failure nothing of the cache can be trusted: re-read at the next apply."""
@@ -146,12 +146,18 @@ class WorkloadRouteDriver:
     def _configure(self, name: str, ifindex: int, desired: tuple[str, ...]) -> None:
         has_v6 = any(":" in n for n in desired)
         has_v4 = any(":" not in n for n in desired)
-        wanted = (ifindex, has_v4 or not has_v6, has_v6)
+        ipv4, ipv6 = has_v4 or not has_v6, has_v6
         have = self._configured.get(name)
-        if have and have[0] == ifindex and have[1] >= wanted[1] and have[2] >= wanted[2]:
+        if have is not None and have >> 2 == ifindex and have | _settings(ifindex, ipv4, ipv6) == have:
             return  # configured already, for these families or more
         try:
-            self._kernel.configure_interface(name, ifindex, ipv4=wanted[1], ipv6=wanted[2])
-            self._configured[name] = wanted
+            self._kernel.configure_interface(name, ifindex, ipv4=ipv4, ipv6=ipv6)
+            self._configured[name] = _settings(ifindex, ipv4, ipv6)
         except OSError as exc:  # the interface may vanish between the event and the write
             log.info("could not configure %s yet: %s", name, exc)
+
+
+def _settings(ifindex: int, ipv4: bool, ipv6: bool) -> int:
+    """An interface's index and the families it was configured for, in one int: a tuple of the
+    three cost 64 bytes per interface, the int 28."""
+    return ifindex << 2 | ipv6 << 1 | ipv4

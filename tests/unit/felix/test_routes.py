@@ -62,3 +62,22 @@ def test_refused_route_stays_pending_and_is_retried():
     assert len(driver.apply().errors) == 1 and driver.pending
     kernel.refuse = set()
     assert driver.apply().added == 1 and not driver.pending
+
+
+def test_an_interface_is_configured_once_per_index_and_again_for_a_new_family_or_index():
+    kernel = FakeKernel({"cxa": 5})
+    driver = WorkloadRouteDriver(kernel)
+    driver.set_desired("cxa", ("198.19.1.1/32",))
+    driver.resync()
+    driver.apply()
+    driver.set_desired("cxa", ("198.19.1.2/32",))
+    driver.apply()
+    assert kernel.configured == [("cxa", True, False)]  # same index, same family: not again
+    driver.set_desired("cxa", ("198.19.1.2/32", "fd00::2/128"))
+    driver.apply()
+    assert kernel.configured[-1] == ("cxa", True, True)
+    kernel.remove_link("cxa")
+    kernel.add_link("cxa", 4)  # recreated with index 4: its bits are within 5's, still a new interface
+    driver.link_changed("cxa", 4)
+    driver.apply()
+    assert kernel.configured == [("cxa", True, False), ("cxa", True, True), ("cxa", True, True)]
