@@ -157,11 +157,17 @@ def exchange(path: str, request: bytes, timeout: float) -> tuple[int, bytes]:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
         conn.settimeout(timeout)
         conn.connect(path)
+        unsent: OSError | None = None
         try:
             conn.sendall(request)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-        return read_answer(_read_exactly(conn))
+        except (BrokenPipeError, ConnectionResetError) as exc:
+            unsent = exc
+        try:
+            return read_answer(_read_exactly(conn))
+        except (OSError, WireError):
+            if unsent is not None:  # no answer either: the failed send is what to report
+                raise unsent from None
+            raise
 
 
 def probe(path: str, timeout: float) -> str | None:

@@ -165,7 +165,7 @@ class PolicyCompiler:
         self._chain_users: dict[str, int] = {}
         self._views: dict[tuple, tuple[EndpointView, str]] = {}  # see _view
         # item -> its networks per family, ready for set elements; most items are IPv4 only, so
-        # the IPv4 map shares the item's own tuple and the IPv6 map holds dual-stack items only
+        # the IPv4 map shares the item's own tuple and the IPv6 map holds only items with IPv6
         self._ipv4: dict[str, tuple[str, ...]] = {}
         self._ipv6: dict[str, tuple[str, ...]] = {}
         self._dirty_items: set[str] = set()

@@ -72,7 +72,7 @@ class ResponseTooLarge(KVError):
 
 def _rpc_error(exc: grpc.RpcError) -> KVError:
     code, details = exc.code(), exc.details() or ""
-    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in details:  # gRPC's own words
         return ResponseTooLarge(f"etcd error {code.name}: {details}")
     if code == grpc.StatusCode.OUT_OF_RANGE and "compacted" in details:
         return Compacted(0)
@@ -152,19 +152,23 @@ class EtcdKV:
         return _key_value(kv)
 
     def pages(self, prefix: str, page_size: int = LIST_PAGE_SIZE) -> Iterator[tuple[list[KeyValue], int]]:
-        """A page too large to receive is asked for again a quarter the size, down to one key."""
+        """A page too large to receive is asked for again a quarter the size, down to one key;
+        after a page that came, the size doubles back towards page_size."""
         start, end = prefix.encode(), increment_last_byte(prefix.encode())
-        revision = 0
+        revision, size = 0, page_size
         while True:
-            request = etcdrpc.RangeRequest(key=start, range_end=end, limit=page_size, revision=revision)
+            request = etcdrpc.RangeRequest(key=start, range_end=end, limit=size, revision=revision)
             try:
                 response = self._call("Range", request)
-            except ResponseTooLarge:
-                if page_size == 1:
-                    raise
-                page_size = max(1, page_size // 4)
-                log.info("a list page of %s was too large: asking for %d keys at a time", prefix, page_size)
+            except ResponseTooLarge as exc:
+                if size == 1:
+                    raise ResponseTooLarge(
+                        f"the first key from {key_text(start)} alone is over the receive limit: {exc}"
+                    ) from None
+                size = max(1, size // 4)
+                log.info("a list page of %s from %s was too large: asking for %d keys", prefix, key_text(start), size)
                 continue
+            size = min(page_size, size * 2)
             revision = revision or response.header.revision
             yield (
                 [KeyValue(key_text(kv.key), kv.value, kv.mod_revision, kv.create_revision) for kv in response.kvs],

@@ -4,6 +4,7 @@ and the static C client against a served socket."""
 
 import json
 import shutil
+import socket
 import subprocess
 import threading
 from pathlib import Path
@@ -238,3 +239,15 @@ def test_the_command_line_refuses_bad_settings_and_probes():
     assert bad.exit_code == 2 and "--max-requests" in bad.output
     down = runner.invoke(cli, ["--check", "--socket", "/nonexistent/cni.sock"])
     assert down.exit_code == 1 and "no answer on /nonexistent/cni.sock" in down.output
+
+
+def test_a_send_broken_by_a_server_that_also_gave_no_answer_is_reported_as_such(tmp_path):
+    path = str(tmp_path / "mute.sock")
+    with socket.socket(socket.AF_UNIX) as listener:
+        listener.bind(path)
+        listener.listen(1)
+        closer = threading.Thread(target=lambda: listener.accept()[0].close())
+        closer.start()
+        with pytest.raises(BrokenPipeError):  # not the reset the read then meets
+            exchange(path, encode_request("calyx-cni", {"CNI_COMMAND": "DEL"}, b"x" * 900_000), 5)
+        closer.join(5)

@@ -57,9 +57,9 @@ def test_a_dual_stack_endpoint_is_split_by_family_and_back_to_one_when_single_st
 def test_strings_many_endpoints_carry_are_one_object():
     compiler = PolicyCompiler("n1")
     for name in ("a", "b"):
-        account = "".join(["web", "-sa"])  # a new string each time, as decoding makes them
+        account, orchestrator = "".join(["web", "-sa"]), "".join(["k8", "s"])  # new strings, as decoding makes
         compiler.set_endpoint(
-            name, endpoint(name, "n2", "10.0.0.1", {}, orchestrator="k8s", serviceAccountName=account)
+            name, endpoint(name, "n2", "10.0.0.1", {}, orchestrator=orchestrator, serviceAccountName=account)
         )
     a, b = compiler._endpoints["a"], compiler._endpoints["b"]
     assert a.orchestrator is b.orchestrator and a.service_account is b.service_account
