@@ -13,12 +13,7 @@ from policy.model.names import WORKLOAD_INTERFACE_PATTERN
 FROM_WORKLOAD_MAP = "from-wl"  # workload interface -> jump wl-out-<if> (traffic the workload sends)
 TO_WORKLOAD_MAP = "to-wl"  # workload interface -> jump wl-in-<if> (traffic to the workload)
 KNOWN_INTERFACES = "wl-ifaces"  # a set (type ifname) of every interface in the maps
-# (interface, address) a workload may send from, per family: host addresses in a hash set,
-# networks in an interval set. libnftables reads every element of an interval set into its
-# cache before it changes one, so one interval set of 10,000 pairs cost each endpoint added
-# that read and felix ~3.7 MiB; the networks' set is empty for almost every cluster.
-SOURCES = {4: ("wl-src4", "wl-src4-net"), 6: ("wl-src6", "wl-src6-net")}
-SOURCE_CHECK = "wl-source"  # returns for a sender's own address, drops the rest
+SOURCES = {4: "wl-src4", 6: "wl-src6"}  # (interface, address) a workload may send from
 _IIF, _OIF = {"meta": {"key": "iifname"}}, {"meta": {"key": "oifname"}}
 _ESTABLISHED = match({"ct": {"key": "state"}}, ["established", "related"], "in")
 _ND = match(
@@ -81,50 +76,47 @@ class Ruleset:
 def interface_sets(sources: dict[str, tuple[str, ...]]) -> dict[str, SetDef]:
     """The known workload interfaces, and per family the (interface, network) pairs for anti-spoofing."""
     sets = {KNOWN_INTERFACES: SetDef("ifname", False, frozenset(sources))}
-    for family, (hosts, nets) in SOURCES.items():
-        host = "/32" if family == 4 else "/128"
-        pairs = [
-            (interface, network)
+    for family, name in SOURCES.items():
+        pairs = frozenset(
+            (interface, network.removesuffix("/32" if family == 4 else "/128"))
             for interface, networks in sources.items()
             for network in networks
             if (":" in network) == (family == 6)
-        ]
-        element_type = ("ifname", "ipv4_addr" if family == 4 else "ipv6_addr")
-        sets[hosts] = SetDef(element_type, False, frozenset((i, n[: -len(host)]) for i, n in pairs if n.endswith(host)))
-        sets[nets] = SetDef(element_type, True, frozenset((i, n) for i, n in pairs if not n.endswith(host)))
+        )
+        sets[name] = SetDef(("ifname", "ipv4_addr" if family == 4 else "ipv6_addr"), True, pairs)
     return sets
 
 
-def base_chains(host_access: HostAccess = DEFAULT_HOST_ACCESS) -> dict[str, tuple[Hook | None, tuple]]:
-    """The hooked chains and the source check they jump to: (hook or None, rules).  Unknown
-    workload interfaces carry nothing; a workload's source address is checked before anything
-    is accepted, established flows included (a workload must not inject into another's flow);
-    host-to-workload traffic (output) is not filtered, as in Calico. postrouting (source NAT)
-    jumps to the outgoing-NAT chain (nat.py)."""
+def base_chains(host_access: HostAccess = DEFAULT_HOST_ACCESS) -> dict[str, tuple[Hook, tuple]]:
+    """The hooked chains: (hook, rules).  Unknown workload interfaces carry nothing; a workload's
+    source address is checked before anything is accepted, established flows included (a
+    workload must not inject into another's flow); host-to-workload traffic (output) is not
+    filtered, as in Calico. postrouting (source NAT) jumps to the outgoing-NAT chain (nat.py)."""
     unknown_in = [match(_IIF, WORKLOAD_INTERFACE_PATTERN), match(_IIF, "@" + KNOWN_INTERFACES, "!="), {"drop": None}]
-    own_source = [
-        [match({"concat": [_IIF, {"payload": {"protocol": proto, "field": "saddr"}}]}, "@" + name), {"return": None}]
+    spoofed = [
+        [
+            match(_IIF, "@" + KNOWN_INTERFACES),
+            match({"concat": [_IIF, {"payload": {"protocol": proto, "field": "saddr"}}]}, "@" + SOURCES[family], "!="),
+            {"drop": None},
+        ]
         for family, proto in ((4, "ip"), (6, "ip6"))
-        for name in SOURCES[family]
     ]
-    spoofed = [match(_IIF, "@" + KNOWN_INTERFACES), {"jump": {"target": SOURCE_CHECK}}]
     unknown_out = [match(_OIF, WORKLOAD_INTERFACE_PATTERN), match(_OIF, "@" + KNOWN_INTERFACES, "!="), {"drop": None}]
     dispatch_in = [{"vmap": {"key": _IIF, "data": "@" + FROM_WORKLOAD_MAP}}]
     dispatch_out = [{"vmap": {"key": _OIF, "data": "@" + TO_WORKLOAD_MAP}}]
     established = [_ESTABLISHED, {"accept": None}]
     return {
-        SOURCE_CHECK: (None, (*own_source, [{"drop": None}])),  # first: the hooked chains jump to it
         "postrouting": (Hook("postrouting", type="nat", priority=100), ([{"jump": {"target": NAT_CHAIN}}],)),
         "forward": (
             Hook("forward"),
-            (unknown_in, unknown_out, spoofed, established, dispatch_in, dispatch_out),
+            (unknown_in, unknown_out, *spoofed, established, dispatch_in, dispatch_out),
         ),
         "input": (
             Hook("input"),
             (
                 [match(_IIF, WORKLOAD_INTERFACE_PATTERN), _ND, {"accept": None}],
                 unknown_in,
-                spoofed,
+                *spoofed,
                 established,
                 dispatch_in,
                 *host_access.rules(),

@@ -79,18 +79,7 @@ def test_removing_everything_leaves_only_the_empty_interface_and_pool_sets():
     ruleset = compiler.ruleset()
     assert set(ruleset.chains) == {"nat-outgoing"} and ruleset.from_workload == {}
     assert {name: s.elements for name, s in ruleset.sets.items()} == dict.fromkeys(
-        [
-            "wl-ifaces",
-            "wl-src4",
-            "wl-src4-net",
-            "wl-src6",
-            "wl-src6-net",
-            "pools4",
-            "pools6",
-            "nat-pools4",
-            "nat-pools6",
-        ],
-        frozenset(),
+        ["wl-ifaces", "wl-src4", "wl-src6", "pools4", "pools6", "nat-pools4", "nat-pools6"], frozenset()
     )
 
 
