@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from policy.datastore.store import WriteMode
 from tests.lab import netns
 from tests.lab.netpol import Reachability
 
@@ -194,6 +195,37 @@ def test_a_workload_cannot_send_from_a_forged_address(netpol):
         )
     assert genuine, "the genuine datagram did not arrive"
     assert not spoofed, "the datagram with a forged source arrived"
+
+
+def test_a_workload_holding_a_network_may_send_from_any_address_in_it(netpol):
+    """An endpoint's network (not only a host address) is in the anti-spoofing interval set: an
+    address inside it passes, one outside it does not."""
+    name = "x/a"
+    src, dst = netpol.pods[name], netpol.pods["x/c"]  # one node: no other node's rp_filter in the way
+    assert src.node == dst.node
+    node = netpol.lab.nodes[src.node].netns
+    inside, outside, network = "198.19.9.9", "198.19.9.20", "198.19.9.8/29"
+    original = netpol.endpoint(name)
+    wider = original.model_copy(
+        update={"spec": original.spec.model_copy(update={"ipNetworks": [*original.spec.ipNetworks, network]})}
+    )
+    netns.in_ns(node, "sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0", f"net.ipv4.conf.{src.interface}.rp_filter=0")
+    for address in (inside, outside):
+        netns.in_ns(src.netns, "ip", "addr", "add", f"{address}/32", "dev", "eth0")
+    try:
+        netpol.wait(netpol.lab.store.write([wider], WriteMode.APPLY))
+        sources = netns.in_ns(node, "nft", "list", "set", "inet", "calyx", "wl-src4").stdout
+        from_inside, from_outside = _one_datagram(src, dst, inside), _one_datagram(src, dst, outside)
+    finally:
+        netpol.wait(netpol.lab.store.write([original], WriteMode.APPLY))
+        for address in (inside, outside):
+            netns.in_ns(src.netns, "ip", "addr", "del", f"{address}/32", "dev", "eth0")
+        netns.in_ns(
+            node, "sysctl", "-qw", "net.ipv4.conf.all.rp_filter=1", f"net.ipv4.conf.{src.interface}.rp_filter=1"
+        )
+    assert network in sources, sources
+    assert from_inside, "a datagram from an address of the endpoint's own network did not arrive"
+    assert not from_outside, "a datagram from outside the endpoint's network arrived"
 
 
 def _one_datagram(src, dst, source: str) -> bool:
